@@ -1,0 +1,39 @@
+# ferry — the two commands a newcomer needs are `make run` and `make test`.
+GO        ?= go
+BIN       := bin/ferry
+PKGS      := ./...
+# Packages with goroutines of their own run under the race detector.
+RACE_PKGS := ./reconciler/...
+
+.PHONY: all build run test test-unit vet fmt-check staticcheck testbin bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/ferry
+
+run: build
+	./$(BIN) run --demo
+
+testbin:
+	./test/testbin.sh
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+
+test: testbin vet fmt-check
+	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin

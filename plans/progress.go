@@ -1,0 +1,69 @@
+package plans
+
+import "time"
+
+// State is where a service stands in its migration.
+type State string
+
+// Service states.
+const (
+	StatePending     State = "pending"
+	StateProgressing State = "progressing"
+	StateHolding     State = "holding"
+	StateComplete    State = "complete"
+	StateRollingBack State = "rolling-back"
+	StateRolledBack  State = "rolled-back"
+	StatePaused      State = "paused"
+)
+
+// Verdict is a gate's answer.
+type Verdict string
+
+// Gate verdicts. Inconclusive holds a wave and never promotes it.
+const (
+	Pass         Verdict = "pass"
+	Fail         Verdict = "fail"
+	Inconclusive Verdict = "inconclusive"
+)
+
+// GateResult is one evaluation of one gate.
+type GateResult struct {
+	Gate    string    `json:"gate"`
+	Verdict Verdict   `json:"verdict"`
+	Value   float64   `json:"value,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// Progress is the durable position of one service: state, not intent.
+type Progress struct {
+	// Step is the index into the migration's Steps the service is at.
+	Step int `json:"step"`
+	// Weight is the weight at Step when it was recorded, so that a plan
+	// whose steps were edited can be mapped back.
+	Weight int `json:"weight"`
+	// Since is when the service reached Step; the soak clock.
+	Since time.Time `json:"since"`
+	State State     `json:"state"`
+	// Pending is the step the service is being moved to (write-ahead
+	// intent), or -1 when no move is in flight.
+	Pending int `json:"pending"`
+	// Failures counts consecutive failed gate evaluations.
+	Failures int          `json:"failures"`
+	Gates    []GateResult `json:"gates,omitempty"`
+	// Blocked says in words why the service is not moving, if it is not.
+	Blocked string `json:"blocked,omitempty"`
+	// Approvals given with `ferry approve`, by weight approved.
+	Approvals []CLIApproval `json:"approvals,omitempty"`
+}
+
+// CLIApproval is an approval given with `ferry approve`.
+type CLIApproval struct {
+	Step int       `json:"step"` // weight approved; 0 means any
+	By   string    `json:"by"`
+	At   time.Time `json:"at"`
+}
+
+// Steps maps each service to the step index it should be rendered at.
+// Services that are absent are rendered at step 0.
+type Steps map[ServiceID]int
