@@ -12,6 +12,11 @@ type Repository struct {
 	Clusters map[string]*Cluster
 	// Migrations sorted by name.
 	Migrations []*Migration
+	// Overlays holds the user's Kustomize customizations per cluster: the
+	// files under overlays/<cluster>/ of the plan repository, by path
+	// relative to that directory. The renderer composes them on top of what
+	// ferry generates.
+	Overlays map[string]map[string][]byte
 }
 
 // Migration returns the migration with the given name, or nil.
