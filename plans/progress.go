@@ -46,8 +46,12 @@ type Progress struct {
 	Since time.Time `json:"since"`
 	State State     `json:"state"`
 	// Pending is the step the service is being moved to (write-ahead
-	// intent), or -1 when no move is in flight.
+	// intent), or NoPending when no move is in flight.
 	Pending int `json:"pending"`
+	// PendingWeight is the weight of the Pending step, recorded with the
+	// intent so that Complete needs no plan and an edit of the steps cannot
+	// change what an interrupted move was driving to.
+	PendingWeight int `json:"pendingWeight,omitempty"`
 	// Failures counts consecutive failed gate evaluations.
 	Failures int          `json:"failures"`
 	Gates    []GateResult `json:"gates,omitempty"`
@@ -55,6 +59,44 @@ type Progress struct {
 	Blocked string `json:"blocked,omitempty"`
 	// Approvals given with `ferry approve`, by weight approved.
 	Approvals []CLIApproval `json:"approvals,omitempty"`
+	// Override is an operator's pause or rollback, or ferry's own hold or
+	// rollback after repeated gate failures; it stays until `ferry resume`.
+	Override *Override `json:"override,omitempty"`
+}
+
+// NoPending is Progress.Pending when no move is in flight.
+const NoPending = -1
+
+// NewProgress returns the progress of a service first seen at now: at step
+// 0, pending, with no move in flight. Use it rather than a Progress literal,
+// whose zero Pending would read as a move to step 0.
+func NewProgress(now time.Time) Progress {
+	return Progress{Since: now, State: StatePending, Pending: NoPending}
+}
+
+// OverrideAction is what an Override does.
+type OverrideAction string
+
+// Override actions.
+const (
+	// OverridePause freezes the service where it is (`ferry pause`).
+	OverridePause OverrideAction = "pause"
+	// OverrideRollback sends the service back to step 0 and keeps it there
+	// (`ferry rollback`, or onFailure: rollback).
+	OverrideRollback OverrideAction = "rollback"
+	// OverrideHold freezes the service after repeated gate failures
+	// (onFailure: hold).
+	OverrideHold OverrideAction = "hold"
+)
+
+// Override is a decision taken outside Git that holds a service until an
+// operator runs `ferry resume`.
+type Override struct {
+	Action OverrideAction `json:"action"`
+	// By is who asked; "ferry" when the engine decided it.
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason,omitempty"`
 }
 
 // CLIApproval is an approval given with `ferry approve`.
