@@ -16,10 +16,10 @@ var (
 
 // Known regular expressions of the schema, said in words.
 var patterns = map[string]string{
-	`=~"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"`:                    "a DNS-1123 label (lower-case letters, digits and '-')",
-	`=~"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"`:          `a duration such as "90s", "10m" or "1h30m"`,
-	`=~"^[^/]+/[^/]+$"`:                                      `a service named "namespace/name"`,
-	`=~"^https?://"`:                                         "an http:// or https:// URL",
+	`=~"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"`:            "a DNS-1123 label (lower-case letters, digits and '-')",
+	`=~"^([0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"`: `a duration such as "90s", "10m" or "1h30m"`,
+	`=~"^[^/]+/[^/]+$"`:                              `a service named "namespace/name"`,
+	`=~"^https?://"`:                                 "an http:// or https:// URL",
 }
 
 // bestMessage picks, among the messages CUE gave for one path, the one

@@ -605,4 +605,3 @@ func checkYAML(name string, data []byte) *ValidationError {
 	}
 	return nil
 }
-
