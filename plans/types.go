@@ -235,6 +235,10 @@ type Service struct {
 	Name      string
 	// Port is the Service port that routes send to.
 	Port int
+	// TargetPort is the port the service's pods listen on; zero means Port.
+	// The local-only Services and exports the renderer creates (which
+	// select the pods themselves rather than the Service) target it.
+	TargetPort int
 	// DependsOn lists services ("namespace/name") of the same migration that
 	// must complete before this one starts.
 	DependsOn []string
