@@ -259,7 +259,7 @@ func (c *window) nextOpen(t time.Time) time.Time {
 // open reports whether a promotion may happen at now for a service that
 // reached its step at since: now is in no deny window, and a tick no deny
 // covered happened after since and at most TickGrace before now. A window
-// without schedules is always open.
+// without schedules is open whenever no deny covers now.
 func (c *window) open(now, since time.Time) bool {
 	if c.err != nil {
 		return false
@@ -268,7 +268,7 @@ func (c *window) open(now, since time.Time) bool {
 		return false
 	}
 	if len(c.scheds) == 0 {
-		return now.After(since)
+		return !now.Before(since)
 	}
 	from := now.Add(-TickGrace)
 	if since.After(from) {
@@ -276,6 +276,31 @@ func (c *window) open(now, since time.Time) bool {
 	}
 	t := c.nextOpen(from)
 	return !t.IsZero() && !t.After(now)
+}
+
+// earliest returns the first time from t on at which the window is open
+// for a service that reached its step at since; zero if none is ahead.
+func (c *window) earliest(t, since time.Time) time.Time {
+	if c.err != nil {
+		return time.Time{}
+	}
+	for i := 0; i < searchLimit; i++ {
+		if t.Before(since) {
+			t = since
+		}
+		if c.open(t, since) {
+			return t
+		}
+		if len(c.scheds) > 0 {
+			return c.nextOpen(t)
+		}
+		_, until, _ := c.denied(t)
+		if until.IsZero() {
+			return until
+		}
+		t = until
+	}
+	return time.Time{}
 }
 
 // NextTick returns the first tick of w strictly after now that falls in no
