@@ -682,7 +682,9 @@ func gateReason(r GateResult) string {
 	if r.Verdict == Inconclusive {
 		what = "inconclusive"
 	}
-	reason := strings.TrimPrefix(r.Reason, r.Gate+" ")
+	// Gates word their reasons with their name first, for a reader of the
+	// result alone; here the name is said already.
+	reason := strings.TrimPrefix(strings.TrimPrefix(r.Reason, r.Gate+": "), r.Gate+" ")
 	if reason == "" {
 		return fmt.Sprintf("gate %s %s", r.Gate, what)
 	}

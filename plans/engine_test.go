@@ -162,7 +162,7 @@ func TestDecide(t *testing.T) {
 				o.Gates["shop/db"] = []GateResult{{Gate: "success-rate", Verdict: Inconclusive, Reason: "success-rate: no data", At: tick}}
 			},
 			want: outcome{Action: ActionHold, Step: 1, State: StateHolding, Pending: -1, Failures: 2,
-				Blocked: "gate success-rate inconclusive: success-rate: no data"},
+				Blocked: "gate success-rate inconclusive: no data"},
 		},
 		{
 			name: "a gate not evaluated holds",
