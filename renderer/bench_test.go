@@ -1,0 +1,61 @@
+package renderer
+
+import (
+	"testing"
+
+	"github.com/ferry-dev/ferry/plans"
+)
+
+// benchServices is the number of services per migration in the benchmarks:
+// two migrations between two different cluster pairs, so each of the four
+// clusters holds 2,000 services.
+const benchServices = 2000
+
+// BenchmarkRenderCold renders 2,000 services × 4 clusters with a fresh
+// Renderer each time.
+func BenchmarkRenderCold(b *testing.B) {
+	repo := bigRepo(benchServices, plans.Linkerd, plans.Istio)
+	st := allAt(repo, 2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := New().Render(repo, st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRenderOneChange renders the same repository after one service
+// moved a step, on a warm Renderer. Each iteration renders a freshly
+// loaded copy of the repository (new pointers, as after a git poll) where
+// a different service moved, so nothing is found by identity.
+func BenchmarkRenderOneChange(b *testing.B) {
+	repo := bigRepo(benchServices, plans.Linkerd, plans.Istio)
+	base := allAt(repo, 2)
+	r := New()
+	if _, err := r.Render(repo, base); err != nil {
+		b.Fatal(err)
+	}
+	const copies = 64
+	repos := make([]*plans.Repository, copies)
+	stepsFor := make([]plans.Steps, copies)
+	svcs := repo.Migrations[0].Services()
+	for i := range repos {
+		repos[i] = bigRepo(benchServices, plans.Linkerd, plans.Istio)
+		st := plans.Steps{}
+		for k, v := range base {
+			st[k] = v
+		}
+		st[plans.ServiceID{Migration: "alpha", Service: svcs[i*7].Ref()}] = 3
+		stepsFor[i] = st
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if _, err := r.Render(repos[i%copies], stepsFor[i%copies]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
