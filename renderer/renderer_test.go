@@ -99,7 +99,9 @@ func TestCacheMatchesFreshRender(t *testing.T) {
 			}
 			m.Steps = steps(m.Provider)
 		},
-		func() { repo.Migrations[0].Waves[rng.Intn(10)].IstioMode = []string{"", "ambient", "sidecar"}[rng.Intn(3)] },
+		func() {
+			repo.Migrations[0].Waves[rng.Intn(10)].IstioMode = []string{"", "ambient", "sidecar"}[rng.Intn(3)]
+		},
 		func() { repo.Migrations[1].KubeSlice.Slice = fmt.Sprint("slice-", rng.Intn(3)) },
 		func() { repo.Migrations[0].ExternalDNS.Domain = fmt.Sprint("d", rng.Intn(3), ".example") },
 		func() { // an overlay comes, changes or goes
