@@ -225,7 +225,7 @@ type engine struct {
 }
 
 func (e *engine) decide() Plan {
-	plan := Plan{Migration: e.m.Name, At: e.now}
+	plan := Plan{Migration: e.m.Name, At: e.now, Decisions: make([]Decision, 0, len(e.progress)+len(e.m.Waves)*8)}
 	current := map[string]Progress{}
 	remapped := map[string]bool{}
 	e.complete = map[string]bool{}

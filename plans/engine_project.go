@@ -56,8 +56,14 @@ func Project(now time.Time, m *Migration, progress map[string]Progress, horizon 
 	}
 	end := now.Add(horizon)
 	cur := now
+	obs := passing(m, cur)
 	for i := 0; i < maxProjectionRounds && !cur.After(end); i++ {
-		plan := Decide(cur, m, withApprovals(m, prog, now), passing(m, cur))
+		for _, rs := range obs.Gates {
+			for j := range rs {
+				rs[j].At = cur
+			}
+		}
+		plan := Decide(cur, m, withApprovals(m, prog, now), obs)
 		moved := false
 		var next time.Time
 		for _, d := range plan.Decisions {

@@ -25,6 +25,15 @@ type window struct {
 	scheds []schedule
 	denies []deny
 	err    error
+	// Memos for one decision: every service asks about the same instants.
+	deniedMemo map[int64]deniedAt
+	nextMemo   map[int64]time.Time
+}
+
+type deniedAt struct {
+	deny  Deny
+	until time.Time
+	ok    bool
 }
 
 // schedule is one parsed cron expression and the location its wall clock
@@ -44,7 +53,7 @@ type deny struct {
 }
 
 func compileWindow(w Window) *window {
-	c := &window{loc: w.Location}
+	c := &window{loc: w.Location, deniedMemo: map[int64]deniedAt{}, nextMemo: map[int64]time.Time{}}
 	if c.loc == nil {
 		c.loc = time.UTC
 	}
@@ -93,17 +102,19 @@ func (c *window) parse(spec string) (schedule, error) {
 	return schedule{sched: s, loc: loc}, nil
 }
 
-// wallClock is a time as a person in loc reads it.
-func wallClock(t time.Time, loc *time.Location) string {
-	return t.In(loc).Format("2006-01-02 15:04:05")
+// sameWallClock reports whether a and b read the same on a clock in loc.
+func sameWallClock(a, b time.Time, loc *time.Location) bool {
+	a, b = a.In(loc), b.In(loc)
+	ay, am, ad := a.Date()
+	by, bm, bd := b.Date()
+	return ay == by && am == bm && ad == bd && a.Hour() == b.Hour() && a.Minute() == b.Minute() && a.Second() == b.Second()
 }
 
 // repeated reports whether t's wall clock already happened shortly before,
 // in the hour a DST change to winter time repeats.
 func repeated(t time.Time, loc *time.Location) bool {
-	w := wallClock(t, loc)
 	for _, d := range []time.Duration{30 * time.Minute, time.Hour, 2 * time.Hour} {
-		if wallClock(t.Add(-d), loc) == w {
+		if sameWallClock(t.Add(-d), t, loc) {
 			return true
 		}
 	}
@@ -174,6 +185,15 @@ func (c *window) rawNext(t time.Time) time.Time {
 // duration counted on the wall clock so that "from Friday 22:00 for 58h"
 // ends Monday 08:00 local time whatever DST did over the weekend.
 func (c *window) denied(t time.Time) (Deny, time.Time, bool) {
+	if m, ok := c.deniedMemo[t.UnixNano()]; ok {
+		return m.deny, m.until, m.ok
+	}
+	d, until, ok := c.deniedNow(t)
+	c.deniedMemo[t.UnixNano()] = deniedAt{d, until, ok}
+	return d, until, ok
+}
+
+func (c *window) deniedNow(t time.Time) (Deny, time.Time, bool) {
 	var (
 		first   Deny
 		until   time.Time
@@ -235,6 +255,15 @@ func addWall(t time.Time, d time.Duration, loc *time.Location) time.Time {
 
 // nextOpen returns the first tick strictly after t that no deny covers.
 func (c *window) nextOpen(t time.Time) time.Time {
+	if n, ok := c.nextMemo[t.UnixNano()]; ok {
+		return n
+	}
+	n := c.nextOpenNow(t)
+	c.nextMemo[t.UnixNano()] = n
+	return n
+}
+
+func (c *window) nextOpenNow(t time.Time) time.Time {
 	for i := 0; i < searchLimit; i++ {
 		n := c.rawNext(t)
 		if n.IsZero() {
