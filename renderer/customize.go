@@ -9,6 +9,7 @@ import (
 
 	"sigs.k8s.io/kustomize/api/resmap"
 	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
+	sigsyaml "sigs.k8s.io/yaml"
 )
 
 // generatedDir is where ferry's generated overlay goes when the plan
@@ -125,7 +126,10 @@ func checkProtected(where string, objs []objectRef, m resmap.ResMap) error {
 			return fmt.Errorf("%s: the overlay removes or renames %s %s/%s (service %s of migration %s); ferry's objects must keep their kind, namespace and name",
 				where, o.kind, o.namespace, o.name, or.sh.service, or.sh.migration)
 		}
-		want, _ := toPlain(o.body).(map[string]any)
+		var want map[string]any
+		if err := sigsyaml.Unmarshal(o.out, &want); err != nil {
+			return fmt.Errorf("%s: %s: %w", where, o, err)
+		}
 		for _, p := range o.protect {
 			w, g := collect(want, p), collect(got, p)
 			if w != g {

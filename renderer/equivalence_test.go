@@ -146,6 +146,7 @@ func TestEmitterEqualsReference(t *testing.T) {
 	t.Run("rendered", func(t *testing.T) {
 		repo, st := randomRepo(rand.New(rand.NewSource(42)), 200)
 		r := New()
+		r.keepBodies = true
 		if _, err := r.Render(repo, st); err != nil {
 			t.Fatal(err)
 		}

@@ -27,6 +27,17 @@ const (
 	istioClusterLabel = "topology.istio.io/cluster"
 )
 
+var (
+	protectVirtualService = protectPaths(nil,
+		[]string{"spec", "hosts"},
+		[]string{"spec", "http", "*", "route"},
+		[]string{"spec", "http", "*", "mirror"},
+		[]string{"spec", "http", "*", "mirrorPercentage"})
+	protectDestinationRule = protectPaths(nil,
+		[]string{"spec", "host"},
+		[]string{"spec", "subsets"})
+)
+
 func (istio) render(s *side) ([]*object, error) {
 	switch s.istioMode {
 	case "ambient":
@@ -50,7 +61,7 @@ func gammaSplit(s *side, kind string) ([]*object, error) {
 		portName = "grpc"
 	}
 	localName := name(s.svc.Name, s.cluster)
-	leaf, err := s.localService(localName, portName, nil)
+	leaf, err := s.localService(localName, portName, nil, protectSpec)
 	if err != nil {
 		return nil, err
 	}
@@ -101,11 +112,7 @@ func istioSidecar(s *side) ([]*object, error) {
 			{"hosts", seq{host}},
 			{"http", seq{route}},
 		},
-		[]string{"spec", "hosts"},
-		[]string{"spec", "http", "*", "route"},
-		[]string{"spec", "http", "*", "mirror"},
-		[]string{"spec", "http", "*", "mirrorPercentage"},
-	)
+		protectVirtualService)
 	subset := func(cluster string) mapping {
 		return mapping{
 			{"labels", mapping{{istioClusterLabel, cluster}}},
@@ -117,8 +124,6 @@ func istioSidecar(s *side) ([]*object, error) {
 			{"host", host},
 			{"subsets", seq{subset(s.m.From), subset(s.m.To)}},
 		},
-		[]string{"spec", "host"},
-		[]string{"spec", "subsets"},
-	)
+		protectDestinationRule)
 	return []*object{vs, dr}, nil
 }

@@ -43,8 +43,7 @@ func (kubeSlice) render(s *side) ([]*object, error) {
 		field{"selector", mapping{{"matchLabels", s.podSelector()}}},
 		field{"slice", s.m.KubeSlice.Slice},
 	)
-	export := s.owned(kubeSliceAPIVersion, "ServiceExport", name(s.svc.Name, s.cluster), nil, spec,
-		[]string{"spec"})
+	export := s.owned(kubeSliceAPIVersion, "ServiceExport", name(s.svc.Name, s.cluster), nil, spec, protectSpec)
 
 	remoteName := name(s.svc.Name, s.peer)
 	ext := s.owned("v1", "Service", remoteName, nil,
@@ -57,7 +56,7 @@ func (kubeSlice) render(s *side) ([]*object, error) {
 			}}},
 			{"type", "ExternalName"},
 		},
-		[]string{"spec"})
+		protectSpec)
 
 	rt, err := s.route(httpRoute,
 		backend{name: s.svc.Name, port: port, weight: s.localWeight()},

@@ -24,6 +24,8 @@ const (
 	smiAPIVersion      = "split.smi-spec.io/v1alpha2"
 )
 
+var protectLinkerdLeaf = protectPaths([]string{linkerdExportLabel}, []string{"spec"})
+
 func (linkerd) render(s *side) ([]*object, error) {
 	port, err := s.port()
 	if err != nil {
@@ -34,7 +36,7 @@ func (linkerd) render(s *side) ([]*object, error) {
 	switch s.m.Linkerd.Export {
 	case "", "exported":
 		leaf := name(s.svc.Name, "local")
-		svc, err := s.localService(leaf, "http", mapping{{linkerdExportLabel, "true"}})
+		svc, err := s.localService(leaf, "http", mapping{{linkerdExportLabel, "true"}}, protectLinkerdLeaf)
 		if err != nil {
 			return nil, err
 		}
@@ -65,8 +67,7 @@ func (linkerd) render(s *side) ([]*object, error) {
 			}},
 			{"service", s.svc.Name},
 		}
-		objs = append(objs, s.owned(smiAPIVersion, "TrafficSplit", s.svc.Name, nil, spec,
-			[]string{"spec"}))
+		objs = append(objs, s.owned(smiAPIVersion, "TrafficSplit", s.svc.Name, nil, spec, protectSpec))
 	case "httproute":
 		rt, err := s.route(httpRoute, local, remote)
 		if err != nil {

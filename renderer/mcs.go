@@ -18,11 +18,11 @@ func (mcs) render(s *side) ([]*object, error) {
 		return nil, err
 	}
 	localName := name(s.svc.Name, s.cluster)
-	leaf, err := s.localService(localName, "http", nil)
+	leaf, err := s.localService(localName, "http", nil, protectSpec)
 	if err != nil {
 		return nil, err
 	}
-	export := s.owned(mcsAPIVersion, "ServiceExport", localName, nil, nil)
+	export := s.owned(mcsAPIVersion, "ServiceExport", localName, nil, nil, protectLabels)
 	remoteName := name(s.svc.Name, s.peer)
 	rt, err := s.route(httpRoute,
 		backend{name: s.svc.Name, port: port, weight: s.localWeight()},

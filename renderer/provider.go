@@ -98,16 +98,38 @@ func stringMap(m map[string]string) mapping {
 	return out
 }
 
-// Protected paths every owned object has.
-var ownedProtect = [][]string{
-	{"metadata", "labels", LabelManagedBy},
-	{"metadata", "labels", LabelMigration},
-	{"metadata", "labels", LabelService},
+// protectPaths lists the fields a user overlay may not change on an owned
+// object: ferry's labels, the extra labels it sets, and the given fields.
+// The lists are built once and shared by every object of a kind.
+func protectPaths(extraLabels []string, fields ...[]string) [][]string {
+	p := [][]string{
+		{"metadata", "labels", LabelManagedBy},
+		{"metadata", "labels", LabelMigration},
+		{"metadata", "labels", LabelService},
+	}
+	for _, l := range extraLabels {
+		p = append(p, []string{"metadata", "labels", l})
+	}
+	return append(p, fields...)
 }
 
+var (
+	protectLabels = protectPaths(nil)
+	protectSpec   = protectPaths(nil, []string{"spec"})
+	protectRoute  = protectPaths(nil,
+		[]string{"spec", "parentRefs"},
+		[]string{"spec", "rules", "*", "backendRefs"},
+		[]string{"spec", "rules", "*", "filters"},
+		[]string{"spec", "rules", "*", "matches"})
+	// A partial object carries ferry's labels and annotations and nothing
+	// else, so an overlay may change none of them.
+	protectPartial = [][]string{{"metadata", "labels"}, {"metadata", "annotations"}}
+)
+
 // owned builds an object ferry owns, labelled as such. extra labels come
-// after ferry's; protect names the spec fields overlays may not change.
-func (s *side) owned(apiVersion, kind, name string, extra mapping, spec mapping, protect ...[]string) *object {
+// after ferry's; protect names the fields overlays may not change (see
+// protectPaths).
+func (s *side) owned(apiVersion, kind, name string, extra mapping, spec mapping, protect [][]string) *object {
 	labels := mapping{
 		{LabelManagedBy, managedByValue},
 		{LabelMigration, s.m.Name},
@@ -126,14 +148,9 @@ func (s *side) owned(apiVersion, kind, name string, extra mapping, spec mapping,
 	if spec != nil {
 		body = append(body, field{"spec", spec})
 	}
-	p := append([][]string{}, ownedProtect...)
-	for _, l := range extra {
-		p = append(p, []string{"metadata", "labels", l.key})
-	}
-	p = append(p, protect...)
 	return &object{
 		apiVersion: apiVersion, kind: kind, namespace: s.svc.Namespace, name: name,
-		body: body, protect: p,
+		body: body, protect: protect,
 	}
 }
 
@@ -146,12 +163,9 @@ func (s *side) partialService(labels, annotations mapping) *object {
 		meta = append(meta, field{"labels", labels})
 	}
 	meta = append(meta, field{"name", s.svc.Name}, field{"namespace", s.svc.Namespace})
-	// A partial object carries ferry's labels and annotations and nothing
-	// else, so an overlay may change none of them.
-	p := [][]string{{"metadata", "labels"}, {"metadata", "annotations"}}
 	return &object{
 		apiVersion: "v1", kind: "Service", namespace: s.svc.Namespace, name: s.svc.Name,
-		partial: true, protect: p,
+		partial: true, protect: protectPartial,
 		body: mapping{
 			{"apiVersion", "v1"},
 			{"kind", "Service"},
@@ -163,8 +177,8 @@ func (s *side) partialService(labels, annotations mapping) *object {
 // localService builds a Service that selects the service's pods in this
 // cluster directly: a name that always means this cluster's endpoints and
 // never a split. portName is "http" or "grpc" (Istio reads the protocol
-// from it).
-func (s *side) localService(name, portName string, extra mapping) (*object, error) {
+// from it); protect covers extra's labels and the spec.
+func (s *side) localService(name, portName string, extra mapping, protect [][]string) (*object, error) {
 	port, err := s.port()
 	if err != nil {
 		return nil, err
@@ -182,8 +196,7 @@ func (s *side) localService(name, portName string, extra mapping) (*object, erro
 		}}},
 		{"selector", s.podSelector()},
 	}
-	return s.owned("v1", "Service", name, extra, spec,
-		[]string{"spec"}), nil
+	return s.owned("v1", "Service", name, extra, spec, protect), nil
 }
 
 // backend is one backend of a split.
@@ -266,12 +279,7 @@ func (s *side) route(kind string, local, remote backend) (*object, error) {
 		}}},
 		{"rules", seq{rule}},
 	}
-	return s.owned(gatewayAPIVersion, kind, s.svc.Name, nil, spec,
-		[]string{"spec", "parentRefs"},
-		[]string{"spec", "rules", "*", "backendRefs"},
-		[]string{"spec", "rules", "*", "filters"},
-		[]string{"spec", "rules", "*", "matches"},
-	), nil
+	return s.owned(gatewayAPIVersion, kind, s.svc.Name, nil, spec, protectRoute), nil
 }
 
 // name joins a service name and a suffix, e.g. "<svc>-<cluster>".

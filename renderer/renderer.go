@@ -1,6 +1,7 @@
 package renderer
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -97,6 +98,8 @@ type Renderer struct {
 	// viaKrusty builds every cluster with krusty instead of the fast path;
 	// tests use it to prove both give the same bytes.
 	viaKrusty bool
+	// keepBodies keeps the objects' trees after encoding, for tests.
+	keepBodies bool
 }
 
 // New returns a Renderer with an empty cache.
@@ -139,10 +142,12 @@ type clusterEntry struct {
 type object struct {
 	apiVersion, kind, namespace, name string
 	partial                           bool
-	body                              mapping
+	// body is the object's tree; dropped once encoded unless the
+	// Renderer keeps it for tests.
+	body mapping
 	// protect lists the fields a user overlay may not change.
 	protect [][]string
-	out, in []byte
+	out     []byte // the object as krusty emits it
 	key     sortKey
 }
 
@@ -289,19 +294,31 @@ func (r *Renderer) renderShard(p provider, m *plans.Migration, w *plans.Wave, sv
 		objects:   objs,
 	}
 	var file []byte
+	type span struct{ start, end int }
+	spans := make([]span, len(objs))
 	for i, o := range objs {
 		if err := checkName(o.name); err != nil {
 			return nil, wrap(fmt.Errorf("%s: %w", o, err))
-		}
-		o.out, o.in, err = encode(r.sc, o.body)
-		if err != nil {
-			return nil, wrap(fmt.Errorf("%s: encode: %w", o, err))
 		}
 		o.key = makeSortKey(o.apiVersion, o.kind, o.namespace, o.name)
 		if i > 0 {
 			file = append(file, "---\n"...)
 		}
-		file = append(file, o.in...)
+		start := len(file)
+		o.out, file, err = encodeAppend(r.sc, file, o.body)
+		if err != nil {
+			return nil, wrap(fmt.Errorf("%s: encode: %w", o, err))
+		}
+		spans[i] = span{start, len(file)}
+		if !r.keepBodies {
+			o.body = nil
+		}
+	}
+	// Objects whose two encodings agree share the file's bytes.
+	for i, o := range objs {
+		if in := file[spans[i].start:spans[i].end]; bytes.Equal(in, o.out) {
+			o.out = in[:len(in):len(in)]
+		}
 	}
 	sh.file = file
 	return sh, nil

@@ -2,7 +2,6 @@ package renderer
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 	"unicode"
@@ -180,16 +179,33 @@ const maxKeyLen = 100
 type emitter struct {
 	sc  *scalars
 	out []byte // krusty's encoding
-	in  []byte // the overlay file's encoding; nil unless it differs
-	// diff records whether in differs from out.
-	diff bool
-	bad  bool
+	// patches are the places where the overlay file's encoding differs.
+	patches []patch
+	bad     bool
+}
+
+// patch replaces out[at:at+n] with in in the overlay file's encoding.
+type patch struct {
+	at, n int
+	in    string
 }
 
 // encode returns the encoding of obj as krusty emits it and as the overlay
 // file holds it (the same slice unless a string needs quoting for YAML 1.2).
 func encode(sc *scalars, obj mapping) (out, in []byte, err error) {
-	e := emitter{sc: sc, out: make([]byte, 0, 512), in: make([]byte, 0, 512)}
+	out, in, err = encodeAppend(sc, nil, obj)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, in, nil
+}
+
+// encodeAppend appends the overlay file's encoding of obj to buf and
+// returns the extended buffer and krusty's encoding, which is a subslice
+// of it unless the two differ.
+func encodeAppend(sc *scalars, buf []byte, obj mapping) (out, file []byte, err error) {
+	start := len(buf)
+	e := emitter{sc: sc, out: buf}
 	e.mapping(obj, 0, false)
 	if e.bad {
 		out, err := referenceYAML(obj)
@@ -200,12 +216,21 @@ func encode(sc *scalars, obj mapping) (out, in []byte, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		return out, in, nil
+		return out, append(buf[:start], in...), nil
 	}
-	if !e.diff {
-		return e.out, e.out, nil
+	if len(e.patches) == 0 {
+		return e.out[start:len(e.out):len(e.out)], e.out, nil
 	}
-	return e.out, e.in, nil
+	out = append([]byte(nil), e.out[start:]...)
+	file = e.out[:start]
+	last := start
+	for _, p := range e.patches {
+		file = append(file, e.out[last:p.at]...)
+		file = append(file, p.in...)
+		last = p.at + p.n
+	}
+	file = append(file, e.out[last:]...)
+	return out, file, nil
 }
 
 // fileYAML encodes an object for an overlay file when the fast encoder
@@ -218,15 +243,11 @@ func fileYAML(obj mapping) ([]byte, error) {
 	return append(j, '\n'), nil
 }
 
-func (e *emitter) write(s string) {
-	e.out = append(e.out, s...)
-	e.in = append(e.in, s...)
-}
+func (e *emitter) write(s string) { e.out = append(e.out, s...) }
 
 func (e *emitter) indent(n int) {
 	for i := 0; i < n; i++ {
 		e.out = append(e.out, ' ')
-		e.in = append(e.in, ' ')
 	}
 }
 
@@ -240,11 +261,10 @@ func (e *emitter) str(s string, key bool) {
 		e.bad = true
 		return
 	}
-	e.out = append(e.out, sc.out...)
-	e.in = append(e.in, sc.in...)
 	if sc.in != sc.out {
-		e.diff = true
+		e.patches = append(e.patches, patch{at: len(e.out), n: len(sc.out), in: sc.in})
 	}
+	e.out = append(e.out, sc.out...)
 }
 
 func (e *emitter) scalar(v any) {
@@ -252,9 +272,9 @@ func (e *emitter) scalar(v any) {
 	case string:
 		e.str(v, false)
 	case int:
-		e.write(strconv.Itoa(v))
+		e.out = strconv.AppendInt(e.out, int64(v), 10)
 	case bool:
-		e.write(strconv.FormatBool(v))
+		e.out = strconv.AppendBool(e.out, v)
 	default:
 		e.bad = true
 	}
@@ -450,26 +470,4 @@ func keyLessRunes(a, b []rune) bool {
 		return ca < cb
 	}
 	return len(a) < len(b)
-}
-
-// checkTree reports values the renderer should never build.
-func checkTree(v any) error {
-	switch v := v.(type) {
-	case mapping:
-		for _, f := range v {
-			if err := checkTree(f.val); err != nil {
-				return fmt.Errorf("%s: %w", f.key, err)
-			}
-		}
-	case seq:
-		for i, e := range v {
-			if err := checkTree(e); err != nil {
-				return fmt.Errorf("[%d]: %w", i, err)
-			}
-		}
-	case string, int, bool:
-	default:
-		return fmt.Errorf("unsupported value %T", v)
-	}
-	return nil
 }
