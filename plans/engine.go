@@ -692,22 +692,23 @@ func gateReason(r GateResult) string {
 }
 
 // gateReasons returns why the gates do not all pass now, from the results
-// evaluated at the current step.
-func (e *engine) gateReasons(d Decision, gates []Gate) []string {
-	var out []string
+// evaluated at the current step, and whether any of them answered fail or
+// inconclusive (rather than not being evaluated yet).
+func (e *engine) gateReasons(d Decision, gates []Gate) (reasons []string, bad bool) {
 	results := current(e.obs.Gates[d.Service], gates, e.now)
 	for _, g := range gates {
 		i := slices.IndexFunc(results, func(r GateResult) bool { return r.Gate == g.Name })
 		switch {
 		case i < 0:
-			out = append(out, fmt.Sprintf("gate %s not evaluated", g.Name))
+			reasons = append(reasons, fmt.Sprintf("gate %s not evaluated", g.Name))
 		case results[i].At.Before(d.Progress.Since):
-			out = append(out, fmt.Sprintf("gate %s not evaluated since %s", g.Name, e.stamp(d.Progress.Since)))
+			reasons = append(reasons, fmt.Sprintf("gate %s not evaluated since %s", g.Name, e.stamp(d.Progress.Since)))
 		case results[i].Verdict != Pass:
-			out = append(out, gateReason(results[i]))
+			reasons = append(reasons, gateReason(results[i]))
+			bad = true
 		}
 	}
-	return out
+	return reasons, bad
 }
 
 // SoakLeft returns how long a service at progress p must still stay at its
@@ -767,8 +768,12 @@ func (e *engine) completion(d Decision, gates []Gate) Decision {
 		d.NotBefore = e.now.Add(left)
 		return blocked(d, ActionNone, fmt.Sprintf("soaking: %s left", left.Round(time.Second)))
 	}
-	if reasons := e.gateReasons(d, d.Gates); len(reasons) > 0 {
+	if reasons, bad := e.gateReasons(d, d.Gates); len(reasons) > 0 {
 		d.Due = true
+		if !bad {
+			d.Progress.State = StateProgressing
+			return blocked(d, ActionNone, reasons...)
+		}
 		d.Progress.State = StateHolding
 		return blocked(d, ActionHold, reasons...)
 	}
@@ -817,7 +822,7 @@ func (e *engine) promotion(w *Wave, s *Service, d Decision, target int, gates []
 	if len(timeReasons) > 0 {
 		d.NotBefore = e.win.earliest(notBefore, moved)
 	}
-	gateReasons := e.gateReasons(d, d.Gates)
+	gateReasons, gatesBad := e.gateReasons(d, d.Gates)
 	if needsApproval(gates) {
 		if _, ok := ApprovedBy(e.m, w, s, p, toWeight); !ok {
 			otherReasons = append(otherReasons, fmt.Sprintf("waiting for approval of step %d", toWeight))
@@ -835,7 +840,9 @@ func (e *engine) promotion(w *Wave, s *Service, d Decision, target int, gates []
 	if reasons := slices.Concat(timeReasons, gateReasons, otherReasons); len(reasons) > 0 {
 		action := ActionNone
 		state := waiting(p)
-		if len(gateReasons) > 0 || len(otherReasons) > 0 {
+		// Holding means something is wrong; a gate not evaluated yet, while
+		// the service waits anyway, is not.
+		if gatesBad || len(otherReasons) > 0 {
 			action, state = ActionHold, StateHolding
 		}
 		d.Progress.State = state

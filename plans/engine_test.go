@@ -169,8 +169,21 @@ func TestDecide(t *testing.T) {
 			now:  tick, service: "shop/db",
 			progress: map[string]Progress{"shop/db": stepAt(1, 5, monday)},
 			obs:      func(m *Migration, o *Observations) { delete(o.Gates, "shop/db") },
-			want: outcome{Action: ActionHold, Step: 1, State: StateHolding, Pending: -1,
+			want: outcome{Action: ActionNone, Step: 1, State: StateProgressing, Pending: -1,
 				Blocked: "gate success-rate not evaluated"},
+		},
+		{
+			name: "a confirmation hook not called while the service waits is no hold",
+			now:  at(t, loc, "2026-11-24 12:00"), service: "shop/db",
+			edit: func(m *Migration) {
+				m.Gates = append(m.Gates, Gate{Name: "confirm", Kind: GateWebhook, Webhook: &WebhookGate{URL: "http://127.0.0.1:1/"}})
+			},
+			progress: map[string]Progress{"shop/db": stepAt(1, 5, monday)},
+			obs: func(m *Migration, o *Observations) {
+				o.Gates["shop/db"] = o.Gates["shop/db"][:1] // success-rate only
+			},
+			want: outcome{Action: ActionNone, Step: 1, State: StateProgressing, Pending: -1,
+				Blocked: "waiting for window: next tick 2026-11-25T09:00:00+01:00"},
 		},
 		{
 			name: "a result from before the step does not count as passing",
@@ -179,7 +192,7 @@ func TestDecide(t *testing.T) {
 			obs: func(m *Migration, o *Observations) {
 				o.Gates["shop/db"][0].At = monday.Add(-time.Minute)
 			},
-			want: outcome{Action: ActionHold, Step: 1, State: StateHolding, Pending: -1,
+			want: outcome{Action: ActionNone, Step: 1, State: StateProgressing, Pending: -1,
 				Blocked: "gate success-rate not evaluated since 2026-11-23T09:00:10+01:00"},
 		},
 		{
