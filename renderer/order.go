@@ -66,18 +66,8 @@ func splitAPIVersion(apiVersion string) (group, version string) {
 	return "", apiVersion
 }
 
-// less orders keys as kustomize's legacyIDSorter does. Namespaces of
-// different groups sort in reverse upstream; ferry renders no Namespace.
-func (a sortKey) less(b sortKey) bool {
-	if a.gvk != b.gvk {
-		if a.rank != b.rank {
-			return a.rank < b.rank
-		}
-		return a.gvk < b.gvk
-	}
-	return a.id < b.id
-}
-
+// compare orders keys as kustomize's legacyIDSorter does. (Namespaces of
+// different groups sort in reverse upstream; ferry renders no Namespace.)
 func (a sortKey) compare(b sortKey) int {
 	if a.gvk != b.gvk {
 		if a.rank != b.rank {

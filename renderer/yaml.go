@@ -38,16 +38,6 @@ type field struct {
 // seq is a YAML sequence.
 type seq []any
 
-// get returns the value of key, or nil.
-func (m mapping) get(key string) any {
-	for _, f := range m {
-		if f.key == key {
-			return f.val
-		}
-	}
-	return nil
-}
-
 // toPlain converts a tree into the map/slice form encoding/json and the
 // reference encoder take.
 func toPlain(v any) any {
