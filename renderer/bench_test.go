@@ -2,6 +2,7 @@ package renderer
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -108,5 +109,31 @@ func BenchmarkKrustyBuild(b *testing.B) {
 		if !bytes.Equal(y, c.Manifests) {
 			b.Fatalf("cluster %s: krusty differs from the fast path", c.Name)
 		}
+	}
+}
+
+// BenchmarkRenderOneAdded renders after a service was added to a wave: the
+// two clusters it lands in are re-sorted and get a new kustomization.yaml.
+func BenchmarkRenderOneAdded(b *testing.B) {
+	base := bigRepo(benchServices, plans.Linkerd, plans.Istio)
+	r := New()
+	if _, err := r.Render(base, nil); err != nil {
+		b.Fatal(err)
+	}
+	const copies = 16
+	repos := make([]*plans.Repository, copies)
+	for i := range repos {
+		repos[i] = bigRepo(benchServices, plans.Linkerd, plans.Istio)
+		w := repos[i].Migrations[0].Waves[0]
+		w.Services = append(w.Services, &plans.Service{Namespace: "team-00", Name: fmt.Sprintf("added-%d", i), Port: 80})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		if _, err := r.Render(repos[i%copies], nil); err != nil {
+			b.Fatal(err)
+		}
+		i++
 	}
 }
