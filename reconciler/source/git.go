@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -133,6 +134,19 @@ func (s *Source) resolve(ctx context.Context, c creds) (plumbing.Hash, string, e
 // fetch fetches the configured ref into headRef, depth commits deep, and
 // returns the commit it points at. Only that one ref is fetched, no tags.
 func (s *Source) fetch(ctx context.Context, c creds, depth int) (plumbing.Hash, error) {
+	if depth == 1 {
+		if haves := s.localHaves(); len(haves) > 0 {
+			want, ok, err := s.fetchThin(ctx, c, haves)
+			switch {
+			case err == nil && ok:
+				return s.peel(want)
+			case err != nil && (ctx.Err() != nil || NeedsPerson(classify(err))):
+				return plumbing.ZeroHash, err
+			case err != nil:
+				s.log.Debug("thin fetch failed; fetching the whole tree", "error", c.redact(err))
+			}
+		}
+	}
 	spec := config.RefSpec("+" + s.cfg.Ref.remoteName() + ":" + headRef.String())
 	err := s.remote.FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: []config.RefSpec{spec},
@@ -159,6 +173,21 @@ func (s *Source) fetch(ctx context.Context, c creds, depth int) (plumbing.Hash, 
 		return plumbing.ZeroHash, err
 	}
 	return s.peel(ref.Hash())
+}
+
+// localHaves returns the fetched and the accepted commit, those present.
+func (s *Source) localHaves() []plumbing.Hash {
+	var out []plumbing.Hash
+	for _, name := range []plumbing.ReferenceName{headRef, lastGoodRef} {
+		ref, err := s.st.Reference(name)
+		if err != nil {
+			continue
+		}
+		if h, err := s.peel(ref.Hash()); err == nil && s.hasCommit(h) && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // peel returns the commit a tag object points at, or h itself.

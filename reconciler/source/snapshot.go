@@ -60,8 +60,13 @@ func (s *Snapshot) String() string {
 
 // newSnapshot reads dir of commit c into memory. It returns every problem
 // found (up to maxErrors), each wrapping ErrInvalid.
-func newSnapshot(st storer.EncodedObjectStorer, c *object.Commit, ref, dir string) (*Snapshot, []error) {
-	b := &fsBuilder{st: st, fs: &treeFS{nodes: map[string]*node{}, mtime: c.Committer.When}}
+//
+// Directories whose tree is unchanged since prev (the previous snapshot's
+// FS, or nil) and hold no symlink are shared with it rather than read again:
+// nodes are immutable, so sharing is safe, and a one-file change in a large
+// plan re-reads one directory.
+func newSnapshot(st storer.EncodedObjectStorer, c *object.Commit, ref, dir string, prev *treeFS) (*Snapshot, []error) {
+	b := &fsBuilder{st: st, prev: prev, fs: &treeFS{nodes: map[string]*node{}, mtime: c.Committer.When}}
 	root, err := c.Tree()
 	if err != nil {
 		return nil, []error{fmt.Errorf("commit %s: tree: %w", c.Hash, err)}
@@ -76,16 +81,11 @@ func newSnapshot(st storer.EncodedObjectStorer, c *object.Commit, ref, dir strin
 			return nil, []error{fmt.Errorf("directory %q: %w", dir, err)}
 		}
 	}
-	b.fs.nodes["."] = &node{name: ".", mode: fs.ModeDir | 0o555}
+	b.fs.nodes["."] = &node{name: ".", mode: fs.ModeDir | 0o555, tree: root.Hash}
 	b.walk(root, ".")
 	b.resolveLinks()
 	if len(b.errs) > 0 {
 		return nil, b.errs
-	}
-	for _, n := range b.fs.nodes {
-		if n.isDir() {
-			slices.SortFunc(n.children, func(a, b *node) int { return strings.Compare(a.name, b.name) })
-		}
 	}
 	return &Snapshot{
 		Revision: c.Hash.String(),
@@ -99,6 +99,7 @@ func newSnapshot(st storer.EncodedObjectStorer, c *object.Commit, ref, dir strin
 
 type fsBuilder struct {
 	st    storer.EncodedObjectStorer
+	prev  *treeFS
 	fs    *treeFS
 	links []string // paths of symlinks, resolved after the walk
 	total int64
@@ -118,7 +119,18 @@ func (b *fsBuilder) add(p string, n *node) {
 	parent.children = append(parent.children, n)
 }
 
-func (b *fsBuilder) walk(t *object.Tree, dir string) {
+// walk adds the entries of t, the tree at dir, and returns whether the
+// directory is shareable: no symlink below it and nothing refused.
+func (b *fsBuilder) walk(t *object.Tree, dir string) (clean bool) {
+	errs := len(b.errs)
+	clean = true
+	self := b.fs.nodes[dir]
+	defer func() {
+		clean = clean && len(b.errs) == errs
+		self.clean = clean
+		// Git orders "a.b" before "a/" but "a" after it; fs wants names sorted.
+		slices.SortFunc(self.children, func(a, b *node) int { return strings.Compare(a.name, b.name) })
+	}()
 	for _, e := range t.Entries {
 		p := path.Join(dir, e.Name)
 		if !fs.ValidPath(p) || strings.Contains(e.Name, "\\") {
@@ -127,13 +139,16 @@ func (b *fsBuilder) walk(t *object.Tree, dir string) {
 		}
 		switch e.Mode {
 		case filemode.Dir:
+			if b.reuse(p, e.Hash) {
+				continue
+			}
 			sub, err := object.GetTree(b.st, e.Hash)
 			if err != nil {
 				b.errs = append(b.errs, fmt.Errorf("%s: %w", p, err))
 				continue
 			}
-			b.add(p, &node{mode: fs.ModeDir | 0o555})
-			b.walk(sub, p)
+			b.add(p, &node{mode: fs.ModeDir | 0o555, tree: e.Hash})
+			clean = b.walk(sub, p) && clean
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
 			mode := fs.FileMode(0o444)
 			if e.Mode == filemode.Executable {
@@ -149,12 +164,43 @@ func (b *fsBuilder) walk(t *object.Tree, dir string) {
 				b.add(p, &node{mode: fs.ModeSymlink | 0o777, data: data})
 				b.links = append(b.links, p)
 			}
+			clean = false
 		case filemode.Submodule:
 			b.fail("%s: submodules are not supported in a plan directory", p)
 		default:
 			b.fail("%s: unsupported file mode %s", p, e.Mode)
 		}
 	}
+	return clean
+}
+
+// reuse shares the directory at p from the previous snapshot if it had the
+// same tree and was clean.
+func (b *fsBuilder) reuse(p string, tree plumbing.Hash) bool {
+	if b.prev == nil {
+		return false
+	}
+	n := b.prev.nodes[p]
+	if n == nil || !n.isDir() || !n.clean || n.tree != tree {
+		return false
+	}
+	var size int64
+	var copyTree func(p string, n *node)
+	copyTree = func(p string, n *node) {
+		b.fs.nodes[p] = n
+		size += int64(len(n.data))
+		for _, c := range n.children {
+			copyTree(p+"/"+c.name, c)
+		}
+	}
+	copyTree(p, n)
+	b.total += size
+	if b.total > MaxTotalSize {
+		b.fail("%s: plan directory is over the limit of %d bytes", p, MaxTotalSize)
+	}
+	parent := b.fs.nodes[path.Dir(p)]
+	parent.children = append(parent.children, n)
+	return true
 }
 
 func (b *fsBuilder) read(p string, h plumbing.Hash) ([]byte, bool) {
@@ -254,6 +300,9 @@ type node struct {
 	mode     fs.FileMode
 	data     []byte
 	children []*node // sorted by name; directories only
+
+	tree  plumbing.Hash // directories: the git tree it was read from
+	clean bool          // directories: no symlink below, may be shared
 }
 
 func (n *node) isDir() bool { return n.mode.IsDir() }

@@ -11,6 +11,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/ferry-dev/ferry/reconciler/source"
 )
 
@@ -142,9 +144,16 @@ func TestTenThousandFiles(t *testing.T) {
 	}
 
 	c2 := r.fastImport("one change", map[string]string{"plans/d07/svc-00007.yaml": "service: svc-00007\nweight: 100\n"})
+	sent := srv.packBytes.Load()
 	start = time.Now()
 	snap = pollAccept(t, s, c2)
-	t.Logf("incremental fetch and read: %v, %d bytes sent in total", time.Since(start), srv.packBytes.Load())
+	sent = srv.packBytes.Load() - sent
+	t.Logf("incremental fetch and read: %v, %d bytes", time.Since(start), sent)
+	// A thin pack: the commit, the trees on the path and one blob, not the
+	// 10,000 files again.
+	if sent > 16<<10 {
+		t.Errorf("incremental fetch of one changed file sent %d bytes", sent)
+	}
 	if b, _ := fs.ReadFile(snap.FS, "d07/svc-00007.yaml"); !strings.Contains(string(b), "weight: 100") {
 		t.Errorf("changed file = %q", b)
 	}
@@ -158,5 +167,35 @@ func TestTenThousandFiles(t *testing.T) {
 	}
 	if got := srv.uploadPack.Load() - packs; got != 0 {
 		t.Errorf("restart fetched %d packs, want 0", got)
+	}
+}
+
+// Unchanged directories are shared between snapshots; a symlink's target
+// may change outside its directory, so directories with links never are.
+func TestSnapshotSharesUnchangedDirs(t *testing.T) {
+	r := newRepo(t)
+	r.write(map[string]string{"p/a/x.yaml": "a\n", "p/b/x.yaml": "b1\n"})
+	r.symlink("../b/x.yaml", "p/c/l.yaml")
+	c1 := r.commitPush("one", nil)
+	s := newSource(t, source.Config{URL: r.bare, Path: "p"}, "")
+	snap1 := pollAccept(t, s, c1)
+	c2 := r.commitPush("two", map[string]string{"p/b/x.yaml": "b2\n", "p/a/new.yaml": "n\n"})
+	snap2 := pollAccept(t, s, c2)
+	c3 := r.commitPush("three", map[string]string{"p/b/x.yaml": "b3\n"})
+	snap3 := pollAccept(t, s, c3)
+	for _, tc := range []struct {
+		snap *source.Snapshot
+		want map[string]string
+	}{
+		{snap1, map[string]string{"a/x.yaml": "a\n", "b/x.yaml": "b1\n", "c/l.yaml": "b1\n"}},
+		{snap2, map[string]string{"a/x.yaml": "a\n", "a/new.yaml": "n\n", "b/x.yaml": "b2\n", "c/l.yaml": "b2\n"}},
+		{snap3, map[string]string{"a/x.yaml": "a\n", "a/new.yaml": "n\n", "b/x.yaml": "b3\n", "c/l.yaml": "b3\n"}},
+	} {
+		if diff := cmp.Diff(tc.want, files(t, tc.snap.FS)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.snap.Message, diff)
+		}
+		if err := fstest.TestFS(tc.snap.FS, "a/x.yaml", "c/l.yaml"); err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -39,6 +39,7 @@ type Source struct {
 	remote *git.Remote
 
 	trigger chan struct{}
+	prevFS  *treeFS // the last snapshot built, to share unchanged directories; under pollMu
 
 	pollMu sync.Mutex // serializes Poll, Accept and Refuse (they share st)
 
@@ -285,11 +286,12 @@ func (s *Source) load(h plumbing.Hash, refName string) (*Snapshot, error) {
 			errs = append(errs, err)
 		}
 	}
-	snap, ferrs := newSnapshot(s.st, commit, refName, s.cfg.Path)
+	snap, ferrs := newSnapshot(s.st, commit, refName, s.cfg.Path, s.prevFS)
 	errs = append(errs, ferrs...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	s.prevFS = snap.FS.(*treeFS)
 	snap.Signer = signer
 	return snap, nil
 }
