@@ -1,10 +1,14 @@
 package source_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferry-dev/ferry/reconciler/source"
 )
@@ -141,4 +145,50 @@ func TestSSH(t *testing.T) {
 			t.Errorf("error %q shows key material", err)
 		}
 	})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Run logs failures; the credential must not be in the log either.
+func TestCredentialsNotLogged(t *testing.T) {
+	r := newRepo(t)
+	r.commitPush("first", map[string]string{"a.yaml": "a\n"})
+	srv := newGitHTTP(t, r.root, "ferry", password, true)
+	wrong := "wrong-" + password
+	var logs syncBuffer
+	s, err := source.New(source.Config{URL: srv.url(), Interval: 10 * time.Millisecond, Auth: source.Auth{
+		Username: "ferry", Password: source.Secret{File: writeFile(t, []byte(wrong))}, CAFile: srv.caFile(t),
+	}}, t.TempDir(), slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	s.Run(ctx, func(context.Context, *source.Snapshot) error { return nil })
+	out := logs.String()
+	if !strings.Contains(out, "authentication failed") {
+		t.Errorf("log does not report the failure:\n%s", out)
+	}
+	if strings.Contains(out, wrong) || strings.Contains(out, password) {
+		t.Errorf("log contains a credential:\n%s", out)
+	}
+	if n := strings.Count(out, "authentication failed"); n != 1 {
+		t.Errorf("a standing failure was logged %d times, want once", n)
+	}
 }
