@@ -53,6 +53,7 @@ type rawMigration struct {
 
 type rawSettings struct {
 	Port        int               `json:"port"`
+	TargetPort  int               `json:"targetPort"`
 	DependsOn   []string          `json:"dependsOn"`
 	Rollback    bool              `json:"rollback"`
 	Hostname    string            `json:"hostname"`
@@ -169,6 +170,21 @@ func decode(full, data cue.Value, tolerant bool) (*Repository, Errors) {
 	return repo, d.errs
 }
 
+func toInt(x any) (int, bool) {
+	switch x := x.(type) {
+	case int:
+		return x, true
+	case int64:
+		return int(x), true
+	case float64:
+		return int(x), x == float64(int(x))
+	case json.Number:
+		n, err := x.Int64()
+		return int(n), err == nil
+	}
+	return 0, false
+}
+
 // salvage returns the parts of v that are free of errors, as plain Go
 // values. A list with a bad element is dropped whole, so indices stay true.
 func salvage(v cue.Value) (any, bool) {
@@ -251,17 +267,18 @@ func (d *decoder) migration(name string, r rawMigration) *Migration {
 	// traffic yet"; a mirror step keeps the weight of the step before it.
 	m.Steps = []Step{{Weight: 0}}
 	for i, s := range r.Steps {
-		switch s := s.(type) {
-		case map[string]any:
-			mir, _ := s["mirror"].(float64)
-			m.Steps = append(m.Steps, Step{Weight: m.Steps[len(m.Steps)-1].Weight, Mirror: int(mir)})
-		case float64:
-			if i == 0 && s == 0 {
-				continue
-			}
-			m.Steps = append(m.Steps, Step{Weight: int(s)})
-		default:
+		if mp, ok := s.(map[string]any); ok {
+			mir, _ := toInt(mp["mirror"])
+			m.Steps = append(m.Steps, Step{Weight: m.Steps[len(m.Steps)-1].Weight, Mirror: mir})
+			continue
+		}
+		w, ok := toInt(s)
+		switch {
+		case !ok:
 			d.errorf(at("steps", fmt.Sprint(i)), "unexpected step %v", s)
+		case i == 0 && w == 0:
+		default:
+			m.Steps = append(m.Steps, Step{Weight: w})
 		}
 	}
 
@@ -320,7 +337,7 @@ func (d *decoder) migration(name string, r rawMigration) *Migration {
 			}
 			w.Services = append(w.Services, &Service{
 				Namespace: ns, Name: n, Wave: w.Name,
-				Port: st.Port, DependsOn: st.DependsOn, Rollback: st.Rollback,
+				Port: st.Port, TargetPort: st.TargetPort, DependsOn: st.DependsOn, Rollback: st.Rollback,
 				Hostname: st.Hostname, Aliases: st.Aliases, PodSelector: st.PodSelector,
 			})
 		}

@@ -212,17 +212,20 @@ func loadFiles(rf *repoFiles) (*Repository, error) {
 		full, more = repair(ctx, repoSchema, data, policies, cueErrs)
 		cueErrs = append(cueErrs, more...)
 	}
-	repo, errs := decode(full, data, cueErrs != nil)
-	repo.Overlays = rf.overlays
-	errs = append(errs, check(repo, data)...)
+	if cueErrs == nil || full.Exists() {
+		var repo *Repository
+		repo, errs = decode(full, data, cueErrs != nil)
+		repo.Overlays = rf.overlays
+		errs = append(errs, check(repo, data)...)
+		if cueErrs == nil && len(errs) == 0 {
+			return repo, nil
+		}
+	}
 	if cueErrs != nil {
 		errs = append(cueErrs, underNone(errs, cueErrs)...)
 	}
-	if len(errs) > 0 {
-		errs.sort()
-		return nil, errs.dedupe()
-	}
-	return repo, nil
+	errs.sort()
+	return nil, errs.dedupe()
 }
 
 // repair returns the repository with the fields that have schema errors
@@ -251,7 +254,23 @@ func repair(ctx *cue.Context, repoSchema, data cue.Value, policies []cue.Value, 
 					sels = sels[:2]
 				}
 			}
+			for i, sel := range sels {
+				// A policy's own hidden fields are not in the data: take
+				// out what holds them.
+				if strings.HasPrefix(sel, "_") {
+					sels = sels[:max(i, min(2, len(sels)))]
+					break
+				}
+			}
 			removed[e.Path] = true
+			cut := sels
+			for i, sel := range sels {
+				if isIndex(sel) {
+					cut = sels[:i]
+					break
+				}
+			}
+			removed[formatPath(cut)] = true
 			deletePath(root, sels)
 		}
 		v := repoSchema.Unify(ctx.Encode(root))
@@ -423,6 +442,9 @@ func convertCUE(err error, data, repoSchema cue.Value) Errors {
 		}
 		format, args := e.Msg()
 		msg := fmt.Sprintf(format, args...)
+		if msg == "" {
+			msg = e.Error()
+		}
 		g := groups[ve.Path]
 		if g == nil || ve.Path == "" {
 			g = &group{first: ve}
@@ -439,6 +461,35 @@ func convertCUE(err error, data, repoSchema cue.Value) Errors {
 	}
 	if len(out) == 0 {
 		out = append(out, &ValidationError{Msg: err.Error()})
+	}
+	return dropListNoise(out)
+}
+
+// dropListNoise removes what CUE says when a list fails to unify with the
+// schema's default list: "incompatible list lengths" and element conflicts
+// with the default's elements. The real problem is reported on its own.
+func dropListNoise(es Errors) Errors {
+	lists := map[string]bool{}
+	for _, e := range es {
+		if strings.HasPrefix(e.Msg, "incompatible list lengths") {
+			lists[e.Path] = true
+		}
+	}
+	if len(lists) == 0 {
+		return es
+	}
+	var out Errors
+	for _, e := range es {
+		if lists[e.Path] {
+			continue
+		}
+		if i := strings.LastIndex(e.Path, "["); i > 0 && lists[e.Path[:i]] && strings.HasPrefix(e.Msg, "conflicting values") {
+			continue
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return es
 	}
 	return out
 }
