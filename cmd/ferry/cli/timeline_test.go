@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestTimeline(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	code, out, errs := ferry(t, dir, "plan", "timeline", "onprem-to-eks", "--format", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var ts []Timeline
+	if err := json.Unmarshal([]byte(out), &ts); err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 1 || len(ts[0].Services) != 15 {
+		t.Fatalf("timelines: %+v", ts)
+	}
+	tl := ts[0]
+	if tl.Complete.IsZero() {
+		t.Errorf("migration does not complete within %s", tl.Horizon)
+	}
+	for _, s := range tl.Services {
+		if s.Complete.IsZero() {
+			t.Errorf("%s: no completion time (%s)", s.Service, s.Blocked)
+			continue
+		}
+		last := tl.At
+		for _, st := range s.Reached {
+			if st.At.IsZero() || st.At.Before(last) {
+				t.Errorf("%s: reaches %d%% at %s, after %s", s.Service, st.Weight, st.At, last)
+			}
+			last = st.At
+		}
+		if s.Complete.Before(last) {
+			t.Errorf("%s: completes at %s, before reaching 100%% at %s", s.Service, s.Complete, last)
+		}
+	}
+
+	code, out, errs = ferry(t, dir, "plan", "timeline")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"MIGRATION onprem-to-eks: complete", "5%", "100%", "COMPLETE", "shop/returns", "weekly release train"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
