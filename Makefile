@@ -12,8 +12,14 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/ferry
 
+# The daemon (issue 7) is not built yet: until it is, `make run` validates
+# the bundled example and renders it at a mid-migration state into out/.
+EXAMPLE ?= examples/linkerd-eks
 run: build
-	./$(BIN) run --demo
+	./$(BIN) validate $(EXAMPLE)
+	./$(BIN) render $(EXAMPLE) --out out/step-0
+	./$(BIN) render $(EXAMPLE) --out out/backends-at-50 --wave onprem-to-eks/backends=50
+	diff -ru out/step-0 out/backends-at-50 | head -60 || true
 
 testbin:
 	./test/testbin.sh
@@ -26,7 +32,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 staticcheck:
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest $(PKGS)
 
 test: testbin vet fmt-check
 	$(GO) test -count=1 $(PKGS)

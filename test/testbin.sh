@@ -27,6 +27,7 @@ GATEWAY_API_VERSION=v1.6.3   # sigs.k8s.io/gateway-api (v1.7 needs Go 1.27)
 MCS_API_VERSION=v0.5.2       # sigs.k8s.io/mcs-api
 SMI_VERSION=v0.5.0           # github.com/servicemeshinterface/smi-sdk-go (its only tag)
 ISTIO_API_VERSION=v1.31.1    # istio.io/api
+KUSTOMIZE_VERSION=v5.8.1     # sigs.k8s.io/kustomize/kustomize/v5, for the byte-identity test
 # Not on the module proxy, so written by us under test/crds/ (embedded by
 # package test/crds): Linkerd's Link (only in Linkerd's Helm chart) and
 # KubeSlice's ServiceExport (github.com/kubeslice/worker-operator).
@@ -147,6 +148,10 @@ main() {
 	build "$here/tools/etcd" go.etcd.io/etcd/server/v3 etcd
 	build "$here/tools" k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "$kv"
 	crds
+	if [[ ! -x "$root/kustomize-$KUSTOMIZE_VERSION/kustomize" ]]; then
+		echo "testbin: building kustomize $KUSTOMIZE_VERSION"
+		GOBIN="$root/kustomize-$KUSTOMIZE_VERSION" go install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+	fi
 
 	printf 'testbin: kube-apiserver %s, etcd %s and CRDs in\n%s\n' "$K8S_VERSION" "$ETCD_VERSION" "$dir"
 }
