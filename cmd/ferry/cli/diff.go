@@ -1,0 +1,192 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/ferry-dev/ferry/plans"
+	"github.com/ferry-dev/ferry/reconciler/apply"
+	"github.com/ferry-dev/ferry/renderer"
+)
+
+func init() { register(newDiffCmd) }
+
+func newDiffCmd(g *Globals) *cobra.Command {
+	var (
+		kubeconfig string
+		contexts   []string
+		stepFlags  []string
+		timeout    time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "diff [DIR]",
+		Short: "Show how the live clusters differ from the render of a plan repository",
+		Long: `Diff renders the plan repository in DIR (default ".") with every service at
+step 0, or at the steps given with --step, and for each cluster whose context
+is in the kubeconfig prints a unified diff between the live objects and the
+result of a server-side dry-run apply of the render (field manager "ferry").
+managedFields, resourceVersion, uid, creationTimestamp, generation and status
+are left out. Nothing is written to any cluster.
+
+--step migration/namespace/name=INDEX sets a service's step index; repeat it.
+--context limits the diff to clusters with those contexts; repeat it.
+
+Exit codes: 0 nothing differs, 1 something differs, 2 error.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			steps, err := parseSteps(stepFlags)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			repo, err := loadDir(dir)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			for id := range steps {
+				m := repo.Migration(id.Migration)
+				if m == nil || !slices.ContainsFunc(m.Services(), func(s *plans.Service) bool { return s.Ref() == id.Service }) {
+					return withCode(ExitUsage, fmt.Errorf("--step %s: no such service", id))
+				}
+			}
+			res, err := renderer.Render(repo, steps)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			rules := clientcmd.NewDefaultClientConfigLoadingRules()
+			if kubeconfig != "" {
+				rules.ExplicitPath = kubeconfig
+			}
+			kc, err := rules.Load()
+			if err != nil {
+				return withCode(ExitUsage, fmt.Errorf("load kubeconfig: %w", err))
+			}
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			differs, compared := false, 0
+			for _, out := range res.Clusters {
+				c := repo.Clusters[out.Name]
+				if c == nil || c.Context == "" {
+					continue
+				}
+				if len(contexts) > 0 && !slices.Contains(contexts, c.Context) {
+					continue
+				}
+				if _, ok := kc.Contexts[c.Context]; !ok {
+					fmt.Fprintf(g.Stderr, "cluster %s: context %q not in the kubeconfig; skipped\n", out.Name, c.Context)
+					continue
+				}
+				cfg, err := clientcmd.NewNonInteractiveClientConfig(*kc, c.Context, &clientcmd.ConfigOverrides{}, rules).ClientConfig()
+				if err != nil {
+					return withCode(ExitUsage, fmt.Errorf("cluster %s: context %s: %w", out.Name, c.Context, err))
+				}
+				a, err := apply.New(cfg, out.Name, apply.Options{Timeout: timeout})
+				if err != nil {
+					return withCode(ExitUsage, err)
+				}
+				diffs, err := a.Diff(ctx, out.Objects)
+				if err != nil {
+					return withCode(ExitUsage, err)
+				}
+				compared++
+				for _, d := range diffs {
+					text, err := unified(out.Name, d)
+					if err != nil {
+						return withCode(ExitUsage, err)
+					}
+					if text != "" {
+						differs = true
+						fmt.Fprint(g.Stdout, text)
+					}
+				}
+			}
+			if len(contexts) > 0 && compared == 0 {
+				return withCode(ExitUsage, errors.New("no cluster of the plans has a context given with --context"))
+			}
+			if differs {
+				return withCode(ExitInvalid, nil)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "path of the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+	cmd.Flags().StringArrayVar(&contexts, "context", nil, "diff only clusters with this kubeconfig context (repeatable)")
+	cmd.Flags().StringArrayVar(&stepFlags, "step", nil, "migration/namespace/name=INDEX: render that service at step INDEX (repeatable)")
+	cmd.Flags().DurationVar(&timeout, "timeout", apply.DefaultTimeout, "timeout of each API call")
+	return cmd
+}
+
+// parseSteps parses --step values "migration/namespace/name=INDEX".
+func parseSteps(flags []string) (plans.Steps, error) {
+	steps := plans.Steps{}
+	for _, f := range flags {
+		key, idx, ok := strings.Cut(f, "=")
+		parts := strings.Split(key, "/")
+		n, err := strconv.Atoi(idx)
+		if !ok || len(parts) != 3 || slices.Contains(parts, "") || err != nil || n < 0 {
+			return nil, fmt.Errorf("--step %q: expected migration/namespace/name=INDEX", f)
+		}
+		steps[plans.ServiceID{Migration: parts[0], Service: parts[1] + "/" + parts[2]}] = n
+	}
+	return steps, nil
+}
+
+// unified returns the unified diff of d's live and desired YAML, or "".
+func unified(cluster string, d apply.Diff) (string, error) {
+	if d.Skipped != "" {
+		return "", nil
+	}
+	var live, desired []byte
+	var err error
+	if d.Live != nil {
+		if live, err = yaml.Marshal(d.Live.Object); err != nil {
+			return "", err
+		}
+	}
+	if desired, err = yaml.Marshal(d.Desired.Object); err != nil {
+		return "", err
+	}
+	if string(live) == string(desired) {
+		return "", nil
+	}
+	name := cluster + "/" + d.ID.String()
+	from := "live/" + name
+	if d.Live == nil {
+		from = "/dev/null"
+	}
+	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A:        lines(live),
+		B:        lines(desired),
+		FromFile: from,
+		ToFile:   "dry-run/" + name,
+		Context:  3,
+	})
+}
+
+// lines splits b after each newline, without difflib.SplitLines's extra
+// empty last line.
+func lines(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	l := strings.SplitAfter(string(b), "\n")
+	if l[len(l)-1] == "" {
+		l = l[:len(l)-1]
+	}
+	return l
+}
