@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/user"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -66,7 +65,7 @@ Exit codes: 0 submitted, 1 unknown migration, wave or service, 2 usage error.`,
 				return withCode(ExitUsage, errors.New("--by is required when $USER is not set"))
 			}
 			r := plans.Request{Kind: kind, Migration: t.m.Name, Wave: t.wave, Service: t.service,
-				Step: step, By: by, At: time.Now().UTC(), Reason: reason}
+				Step: step, By: by, At: clock().UTC(), Reason: reason}
 			// The engine's own check, so that the daemon cannot refuse what
 			// was accepted here (an approval of a weight no step has).
 			if _, _, err := plans.ApplyRequest(t.m, nil, r); err != nil {

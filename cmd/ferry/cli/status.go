@@ -23,6 +23,9 @@ import (
 
 func init() { register(newStatusCmd) }
 
+// clock is where the commands read the time; tests stop it.
+var clock = time.Now
+
 // stateFlags are the flags of the commands that read plans and state.
 type stateFlags struct {
 	plans    string
@@ -220,7 +223,7 @@ without running gates and without writing anything.`,
 			if err != nil {
 				return err
 			}
-			now := time.Now()
+			now := clock()
 			var out []MigrationStatus
 			for _, m := range ms {
 				s, err := migrationStatus(cmd.Context(), st, m, now)
@@ -309,13 +312,31 @@ func migrationStatus(ctx context.Context, st *state.Bolt, m *plans.Migration, no
 				ss.State, ss.Blocked = dueWords(d, recorded, known)
 			case !d.NotBefore.IsZero():
 				ss.Next = d.NotBefore
+				// Time holds it, but so may the gates the daemon saw fail.
+				if known && recorded.State == plans.StateHolding && strings.HasPrefix(recorded.Blocked, "gate ") {
+					ss.State, ss.Blocked = plans.StateHolding, recorded.Blocked+"; "+d.Blocked
+				}
 			}
 			ws.Services = append(ws.Services, ss)
 		}
 		out.Waves = append(out.Waves, ws)
 	}
+	// Services in progress but gone from the plan: the daemon retires them.
+	gone := WaveStatus{Wave: removedWave}
+	for _, d := range plan.Decisions {
+		if d.Wave == "" {
+			gone.Services = append(gone.Services, ServiceStatus{Service: d.Service, Step: d.Progress.Step,
+				Weight: d.Progress.Weight, State: d.Progress.State, Since: d.Progress.Since, Blocked: d.Blocked})
+		}
+	}
+	if len(gone.Services) > 0 {
+		out.Waves = append(out.Waves, gone)
+	}
 	return out, nil
 }
+
+// removedWave is the wave status lists services removed from the plan in.
+const removedWave = "(removed from the plan)"
 
 // optimistic returns observations in which every gate of m passes at now
 // and every backend is ready.

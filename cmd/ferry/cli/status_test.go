@@ -6,10 +6,21 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/ferry-dev/ferry/plans"
+	"github.com/ferry-dev/ferry/reconciler/state"
 )
 
 // example is the plan repository the CLI tests run against.
 var example = filepath.Join("..", "..", "..", "examples", "linkerd-eks")
+
+// stopClock makes the commands read now as the time until the test ends.
+func stopClock(t *testing.T, now time.Time) {
+	t.Helper()
+	clock = func() time.Time { return now }
+	t.Cleanup(func() { clock = time.Now })
+}
 
 // ferry runs the CLI in-process with the example plans and a state dir.
 func ferry(t *testing.T, stateDir string, args ...string) (code int, stdout, stderr string) {
@@ -148,5 +159,79 @@ func TestOperateUnknownScope(t *testing.T) {
 	_, out, _ := ferry(t, dir, "history", "onprem-to-eks")
 	if !strings.Contains(out, "no history") {
 		t.Errorf("refused requests are in the history:\n%s", out)
+	}
+}
+
+func TestStatusProgress(t *testing.T) {
+	for _, at := range []string{
+		"2026-11-23T11:02:00Z", // Monday noon in Copenhagen: the window is open
+		"2026-11-23T22:02:00Z", // Monday night: closed
+		"2026-11-28T11:02:00Z", // Black Friday freeze
+	} {
+		t.Run(at, func(t *testing.T) { testStatusProgress(t, at) })
+	}
+}
+
+func testStatusProgress(t *testing.T, at string) {
+	now, err := time.Parse(time.RFC3339, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopClock(t, now)
+	dir := filepath.Join(t.TempDir(), "state")
+	st, err := state.NewBolt(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := plans.NewProgress(now.Add(-5 * time.Minute))
+	moved.Step, moved.Weight, moved.State = 1, 5, plans.StateProgressing
+	failing := plans.NewProgress(now.Add(-time.Hour))
+	failing.Step, failing.Weight, failing.State = 2, 25, plans.StateHolding
+	failing.Blocked = "gate success-rate failed: 0.98 < 0.995"
+	gone := plans.NewProgress(now.Add(-time.Hour))
+	gone.Step, gone.Weight, gone.State = 1, 5, plans.StateProgressing
+	if _, err := st.Save(t.Context(), state.Change{Migration: "onprem-to-eks", Services: map[string]plans.Progress{
+		"shop/inventory": moved,
+		"shop/pricing":   failing,
+		"shop/legacy":    gone,
+	}, Commit: "0123456789abcdef", At: now}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errs := ferry(t, dir, "status", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var ms []MigrationStatus
+	if err := json.Unmarshal([]byte(out), &ms); err != nil {
+		t.Fatal(err)
+	}
+	byRef := map[string]ServiceStatus{}
+	for _, w := range ms[0].Waves {
+		for _, s := range w.Services {
+			byRef[s.Service] = s
+		}
+	}
+	inv := byRef["shop/inventory"]
+	if inv.Step != 1 || inv.Weight != 5 || !strings.HasPrefix(inv.Blocked, "soaking: ") && !strings.HasPrefix(inv.Blocked, "in deny window") {
+		t.Errorf("inventory: %+v, want step 1, weight 5, soaking", inv)
+	}
+	if want := moved.Since.Add(15 * time.Minute); inv.Next.Before(want) {
+		t.Errorf("inventory: next %s, want not before the end of the soak at %s", inv.Next, want)
+	}
+	if p := byRef["shop/pricing"]; p.Step != 2 || p.State != plans.StateHolding || !strings.HasPrefix(p.Blocked, failing.Blocked) {
+		t.Errorf("pricing: %+v, want holding at step 2 for the recorded reason", p)
+	}
+	if l, ok := byRef["shop/legacy"]; !ok || l.Blocked != "removed from the plan" {
+		t.Errorf("legacy: %+v, want listed as removed from the plan", l)
+	}
+	if c := byRef["shop/catalog"]; c.State != plans.StatePending || c.Step != 0 {
+		t.Errorf("catalog: %+v, want pending at step 0", c)
+	}
+	_, table, _ := ferry(t, dir, "status")
+	for _, want := range []string{"WAVE (removed from the plan)", "commit 0123456789abcdef", "shop/inventory"} {
+		if !strings.Contains(table, want) {
+			t.Errorf("table lacks %q:\n%s", want, table)
+		}
 	}
 }

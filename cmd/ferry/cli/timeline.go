@@ -98,7 +98,7 @@ an approval not given yet.`,
 			if err != nil {
 				return err
 			}
-			now := time.Now()
+			now := clock()
 			var out []Timeline
 			for _, m := range ms {
 				snap, _, err := load(cmd.Context(), st, m.Name)

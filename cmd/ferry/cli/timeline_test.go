@@ -5,9 +5,26 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTimeline(t *testing.T) {
+	for _, at := range []string{
+		"2026-11-23T11:02:00Z", // Monday noon in Copenhagen
+		"2026-11-25T01:00:00Z", // before the release train and Black Friday
+	} {
+		t.Run(at, func(t *testing.T) {
+			now, err := time.Parse(time.RFC3339, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopClock(t, now)
+			testTimeline(t)
+		})
+	}
+}
+
+func testTimeline(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	code, out, errs := ferry(t, dir, "plan", "timeline", "onprem-to-eks", "--format", "json")
 	if code != ExitOK {
