@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/ferry-dev/ferry/plans"
@@ -159,7 +160,7 @@ func timeline(now time.Time, m *plans.Migration, progress map[string]plans.Progr
 	for _, d := range m.Window.Deny {
 		switch {
 		case d.Cron != "":
-			t.Deny = append(t.Deny, fmt.Sprintf("%s: %q for %s", orDash(d.Reason), d.Cron, d.Duration))
+			t.Deny = append(t.Deny, cronDeny(d, now, end, t.Location))
 		case (d.To.IsZero() || d.To.After(now)) && d.From.Before(end):
 			to := "open end"
 			if !d.To.IsZero() {
@@ -229,4 +230,29 @@ func writeTimelines(w io.Writer, ts []Timeline) error {
 		}
 	}
 	return nil
+}
+
+// maxOccurrences bounds the occurrences of a recurring deny window listed.
+const maxOccurrences = 8
+
+// cronDeny says a recurring deny window and when it recurs between now and
+// end, which are the freezes the projection had to wait out.
+func cronDeny(d plans.Deny, now, end time.Time, loc *time.Location) string {
+	s := fmt.Sprintf("%s: %q for %s", orDash(d.Reason), d.Cron, d.Duration)
+	sched, err := cron.ParseStandard(d.Cron)
+	if err != nil {
+		return s
+	}
+	var at []string
+	for t := sched.Next(now.Add(-d.Duration).In(loc)); !t.IsZero() && t.Before(end); t = sched.Next(t) {
+		if len(at) == maxOccurrences {
+			at = append(at, "...")
+			break
+		}
+		at = append(at, t.In(loc).Format("2006-01-02 15:04")+"-"+t.Add(d.Duration).In(loc).Format("15:04"))
+	}
+	if len(at) == 0 {
+		return s + ", not before the migration completes"
+	}
+	return s + ": " + strings.Join(at, ", ")
 }

@@ -22,6 +22,18 @@ func TestTimeline(t *testing.T) {
 			testTimeline(t)
 		})
 	}
+
+	// The freezes the projection waits out are listed with their times.
+	stopClock(t, time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC))
+	_, out, _ := ferry(t, filepath.Join(t.TempDir(), "state"), "plan", "timeline")
+	for _, want := range []string{
+		"deny window Black Friday freeze: 2026-11-26 to 2026-12-01",
+		`deny window weekly release train: "0 13 * * 3" for 2h0m0s: 2026-11-25 13:00-15:00`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
 }
 
 func testTimeline(t *testing.T) {
