@@ -43,7 +43,7 @@ func render(t *testing.T, dir string, steps plans.Steps) (*plans.Repository, *re
 	return repo, res
 }
 
-func mustNamespace(t *testing.T, c kubernetes.Interface, ns string) {
+func mustNamespace(t testing.TB, c kubernetes.Interface, ns string) {
 	t.Helper()
 	_, err := c.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
