@@ -12,14 +12,11 @@ all: build
 build:
 	$(GO) build -o $(BIN) ./cmd/ferry
 
-# The daemon (issue 7) is not built yet: until it is, `make run` validates
-# the bundled example and renders it at a mid-migration state into out/.
-EXAMPLE ?= examples/linkerd-eks
+# The daemon on the bundled example with demo timings: a local plan
+# repository made from examples/linkerd-eks, progress in .ferry/state,
+# rendered overlays in out/rendered. Ctrl-C stops it; run it again to resume.
 run: build
-	./$(BIN) validate $(EXAMPLE)
-	./$(BIN) render $(EXAMPLE) --out out/step-0
-	./$(BIN) render $(EXAMPLE) --out out/backends-at-50 --wave onprem-to-eks/backends=50
-	diff -ru out/step-0 out/backends-at-50 | head -60 || true
+	./$(BIN) run --demo
 
 testbin:
 	./test/testbin.sh

@@ -1,0 +1,249 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ferry-dev/ferry/plans"
+	"github.com/ferry-dev/ferry/reconciler/gates"
+	"github.com/ferry-dev/ferry/reconciler/source"
+	"github.com/ferry-dev/ferry/reconciler/state"
+	"github.com/ferry-dev/ferry/renderer"
+)
+
+// Source gives plan snapshots and remembers which were good.
+type Source interface {
+	Poll(ctx context.Context) (*source.Snapshot, bool, error)
+	Accept(rev string) error
+	Refuse(rev string, err error) *source.RefusedError
+}
+
+// Target receives the rendered result of a reconcile.
+type Target interface {
+	// Apply makes the target hold res. It returns an error when any part
+	// failed; progress then does not count the step as done.
+	Apply(ctx context.Context, res *renderer.Result) error
+	// CheckReadiness reports whether readiness of backends is checked;
+	// a directory target cannot check it.
+	CheckReadiness() bool
+}
+
+// Store is the durable progress the reconciler needs.
+type Store interface {
+	Load(ctx context.Context, migration string) (state.Snapshot, error)
+	Save(ctx context.Context, c state.Change) (uint64, error)
+	Pending(ctx context.Context, migration string) ([]plans.Request, error)
+}
+
+// Config composes a reconciler.
+type Config struct {
+	Source Source
+	Store  Store
+	Target Target
+	Gates  *gates.Evaluator
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Tweak, when set, adjusts a freshly loaded repository (the demo's
+	// short timings); it runs before validation of the render.
+	Tweak func(*plans.Repository)
+	// OnReconcile is called after every reconcile with the plans in force
+	// and the decisions taken, for progress views.
+	OnReconcile func(repo *plans.Repository, decisions map[string]plans.Plan)
+}
+
+// Reconciler runs the loop.
+type Reconciler struct {
+	cfg      Config
+	renderer *renderer.Renderer
+
+	mu       sync.Mutex
+	repo     *plans.Repository // last good
+	revision string
+	lastErr  error
+}
+
+// New returns a reconciler.
+func New(cfg Config) *Reconciler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{cfg: cfg, renderer: renderer.New()}
+}
+
+// Status is what the loop last did.
+func (r *Reconciler) Status() (revision string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.revision, r.lastErr
+}
+
+// Run reconciles every interval until ctx ends.
+func (r *Reconciler) Run(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.Reconcile(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			r.cfg.Logger.Error("reconcile", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Reconcile polls the source once, then decides, renders, applies and
+// persists every migration of the plans in force.
+func (r *Reconciler) Reconcile(ctx context.Context) error {
+	r.poll(ctx)
+	r.mu.Lock()
+	repo, rev := r.repo, r.revision
+	r.mu.Unlock()
+	if repo == nil {
+		return errors.New("no good plan commit yet")
+	}
+	now := r.cfg.Now()
+
+	steps := plans.Steps{}
+	decisions := map[string]plans.Plan{}
+	before := map[string]state.Snapshot{}
+	for _, m := range repo.Migrations {
+		snap, err := r.cfg.Store.Load(ctx, m.Name)
+		if err != nil {
+			return fmt.Errorf("migration %s: load progress: %w", m.Name, err)
+		}
+		progress := snap.Services
+		if progress == nil {
+			progress = map[string]plans.Progress{}
+		}
+		// Operator requests (ferry approve/pause/resume/rollback).
+		reqs, err := r.cfg.Store.Pending(ctx, m.Name)
+		if err != nil {
+			return fmt.Errorf("migration %s: pending requests: %w", m.Name, err)
+		}
+		var done []string
+		for _, q := range reqs {
+			if np, _, err := plans.ApplyRequest(m, progress, q); err == nil {
+				progress = np
+			} else {
+				r.cfg.Logger.Warn("request refused", "migration", m.Name, "request", q.ID, "error", err)
+			}
+			done = append(done, q.ID)
+		}
+		obs := plans.Observations{Readiness: map[string]plans.Readiness{}}
+		if !r.cfg.Target.CheckReadiness() {
+			for _, s := range m.Services() {
+				obs.Readiness[s.Ref()] = plans.Readiness{Ready: true, Reason: "not checked: directory target"}
+			}
+		}
+		plan := plans.Decide(now, m, progress, obs)
+		if r.cfg.Gates != nil {
+			obs.Gates = r.cfg.Gates.Observe(ctx, m, plan, rev, now)
+			plan = plans.Decide(now, m, progress, obs)
+		}
+		// Write-ahead: the intent is durable before traffic moves.
+		v, err := r.cfg.Store.Save(ctx, state.Change{
+			Migration: m.Name, Version: snap.Version, Services: plan.Progress(),
+			Commit: rev, At: now, Events: state.Events(progress, plan, rev), Done: done,
+		})
+		if err != nil {
+			return fmt.Errorf("migration %s: save intent: %w", m.Name, err)
+		}
+		snap.Version = v
+		snap.Services = plan.Progress()
+		before[m.Name] = snap
+		decisions[m.Name] = plan
+		for id, idx := range plan.Steps() {
+			steps[id] = idx
+		}
+	}
+
+	res, err := r.renderer.Render(repo, steps)
+	if err != nil {
+		return fmt.Errorf("render %s: %w", rev, err)
+	}
+	if err := r.cfg.Target.Apply(ctx, res); err != nil {
+		return fmt.Errorf("apply %s: %w", rev, err)
+	}
+	// Every target holds the new steps: the moves are done.
+	for _, m := range repo.Migrations {
+		snap := before[m.Name]
+		changed := false
+		for ref, p := range snap.Services {
+			if p.Pending != plans.NoPending {
+				snap.Services[ref] = plans.Complete(p, now)
+				changed = true
+			}
+		}
+		if !changed {
+			continue
+		}
+		if _, err := r.cfg.Store.Save(ctx, state.Change{Migration: m.Name, Version: snap.Version, Services: snap.Services, Commit: rev, At: now}); err != nil {
+			return fmt.Errorf("migration %s: save completion: %w", m.Name, err)
+		}
+		plan := decisions[m.Name]
+		for i := range plan.Decisions {
+			d := &plan.Decisions[i]
+			if p, ok := snap.Services[d.Service]; ok {
+				d.Progress = p
+			}
+		}
+	}
+	if r.cfg.OnReconcile != nil {
+		r.cfg.OnReconcile(repo, decisions)
+	}
+	return nil
+}
+
+// poll takes a new commit when there is one. A commit that fails to load
+// or render is refused and the last good plans stay in force.
+func (r *Reconciler) poll(ctx context.Context) {
+	snap, changed, err := r.cfg.Source.Poll(ctx)
+	if err != nil {
+		r.setErr(err)
+		r.cfg.Logger.Error("poll plans", "error", err)
+		return
+	}
+	if !changed && r.repo != nil {
+		return
+	}
+	if snap == nil {
+		return
+	}
+	repo, err := plans.Load(snap.FS)
+	if err == nil {
+		if r.cfg.Tweak != nil {
+			r.cfg.Tweak(repo)
+		}
+		_, err = renderer.Render(repo, plans.Steps{})
+	}
+	if err != nil {
+		refused := r.cfg.Source.Refuse(snap.Revision, err)
+		r.setErr(refused)
+		r.cfg.Logger.Error("plan commit refused; the last good one stays in force", "revision", snap.Revision, "error", err)
+		return
+	}
+	if err := r.cfg.Source.Accept(snap.Revision); err != nil {
+		r.setErr(err)
+		return
+	}
+	r.mu.Lock()
+	r.repo, r.revision, r.lastErr = repo, snap.Revision, nil
+	r.mu.Unlock()
+	r.cfg.Logger.Info("plans in force", "revision", snap.Revision, "migrations", len(repo.Migrations))
+}
+
+func (r *Reconciler) setErr(err error) {
+	r.mu.Lock()
+	r.lastErr = err
+	r.mu.Unlock()
+}
