@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +41,9 @@ const (
 	DefaultTimeout = 30 * time.Second
 	DefaultQPS     = 50
 	DefaultBurst   = 100
+	// DefaultConcurrency keeps a few requests in flight: one object costs
+	// two or three round trips (get, dry run, apply).
+	DefaultConcurrency = 8
 )
 
 // Options tune an Applier. The zero value is usable.
@@ -55,6 +59,9 @@ type Options struct {
 	// (DefaultQPS and DefaultBurst when zero).
 	QPS   float32
 	Burst int
+	// Concurrency is how many objects are applied at once
+	// (DefaultConcurrency when zero).
+	Concurrency int
 }
 
 // Action is what Apply did to one object.
@@ -159,6 +166,9 @@ func New(cfg *rest.Config, cluster string, opts Options) (*Applier, error) {
 	if opts.Burst <= 0 {
 		opts.Burst = DefaultBurst
 	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
 	if cfg.Timeout == 0 {
@@ -252,10 +262,22 @@ func (a *Applier) Apply(ctx context.Context, migration string, objs []renderer.O
 		conflicts []ObjectID
 		firstConf error
 	)
-	applied := make(map[ObjectID]entry, len(decoded))
-	for _, o := range decoded {
+	changes := make([]Change, len(decoded))
+	applyErrs := make([]error, len(decoded))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, a.opts.Concurrency)
+	for i, o := range decoded {
 		prev, had := old[o.id]
-		c, err := a.applyOne(ctx, o, had && prev.Hash == o.hash)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			changes[i], applyErrs[i] = a.applyOne(ctx, o, had && prev.Hash == o.hash)
+		})
+	}
+	wg.Wait()
+	applied := make(map[ObjectID]entry, len(decoded))
+	for i, o := range decoded {
+		c, err := changes[i], applyErrs[i]
 		cs = append(cs, c)
 		if c.Action != ActionSkipped && (err == nil || c.Action == ActionCreated || c.Action == ActionConfigured) {
 			applied[o.id] = entry{APIVersion: o.u.GetAPIVersion(), Kind: o.id.Kind, Namespace: o.id.Namespace, Name: o.id.Name, Partial: o.partial, Hash: o.hash}
