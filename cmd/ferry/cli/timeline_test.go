@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"encoding/xml"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -78,5 +80,36 @@ func testTimeline(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestTimelineSVG(t *testing.T) {
+	stopClock(t, time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC))
+	dir := filepath.Join(t.TempDir(), "state")
+	for _, format := range []string{"svg", "html"} {
+		t.Run(format, func(t *testing.T) {
+			code, out, errs := ferry(t, dir, "plan", "timeline", "--format", format)
+			if code != ExitOK {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			start := strings.Index(out, "<svg")
+			end := strings.Index(out, "</svg>")
+			if start < 0 || end < 0 {
+				t.Fatalf("no svg:\n%s", out)
+			}
+			dec := xml.NewDecoder(strings.NewReader(out[start : end+len("</svg>")]))
+			for {
+				if _, err := dec.Token(); err == io.EOF {
+					break
+				} else if err != nil {
+					t.Fatalf("svg is not well-formed: %v", err)
+				}
+			}
+			for _, want := range []string{"shop/inventory", "shop/returns", "deny: Black Friday freeze", "deny: weekly release train", "complete at"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("%s lacks %q", format, want)
+				}
+			}
+		})
 	}
 }
