@@ -18,6 +18,7 @@ func newHistoryCmd(g *Globals) *cobra.Command {
 	var (
 		f      stateFlags
 		output string
+		limit  int
 	)
 	cmd := &cobra.Command{
 		Use:   "history MIGRATION[/WAVE|/NAMESPACE/NAME]",
@@ -62,6 +63,9 @@ whole migration too.`,
 					return e.Wave != "" && e.Wave != wave || service == "" && e.Service != "" && e.Wave == ""
 				})
 			}
+			if limit > 0 && len(events) > limit {
+				events = events[len(events)-limit:]
+			}
 			if output == "json" {
 				if events == nil {
 					events = []state.Event{}
@@ -79,6 +83,7 @@ whole migration too.`,
 	}
 	f.add(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().IntVarP(&limit, "limit", "n", 0, "show only the last N events; 0 shows all")
 	return cmd
 }
 

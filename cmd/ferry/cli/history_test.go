@@ -58,7 +58,12 @@ func TestHistory(t *testing.T) {
 		})
 	}
 
-	_, out, _ := ferry(t, dir, "history", "onprem-to-eks")
+	_, out, _ := ferry(t, dir, "history", "onprem-to-eks", "-n", "1")
+	if strings.Contains(out, "alice") || !strings.Contains(out, "carol") {
+		t.Errorf("history -n 1 is not the last event:\n%s", out)
+	}
+
+	_, out, _ = ferry(t, dir, "history", "onprem-to-eks")
 	for _, want := range []string{"TIME", "request", "alice", "bob", "carol", "wave backends", "shop/catalog"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)

@@ -235,3 +235,48 @@ func testStatusProgress(t *testing.T, at string) {
 		}
 	}
 }
+
+// TestStatusApplied checks status once the daemon applied requests.
+func TestStatusApplied(t *testing.T) {
+	now := time.Date(2026, 11, 23, 11, 2, 0, 0, time.UTC)
+	stopClock(t, now)
+	dir := filepath.Join(t.TempDir(), "state")
+	repo, err := loadDir(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := repo.Migration("onprem-to-eks")
+	at := plans.NewProgress(now.Add(-time.Hour))
+	at.Step, at.Weight, at.State = 2, 25, plans.StateProgressing
+	progress := map[string]plans.Progress{"shop/inventory": at, "shop/pricing": at}
+	for _, r := range []plans.Request{
+		{Kind: plans.RequestPause, Migration: m.Name, Service: "shop/inventory", By: "alice", At: now},
+		{Kind: plans.RequestRollback, Migration: m.Name, Service: "shop/pricing", By: "bob", At: now},
+	} {
+		if progress, _, err = plans.ApplyRequest(m, progress, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := state.NewBolt(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Save(t.Context(), state.Change{Migration: m.Name, Services: progress, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := ferry(t, dir, "status", "-o", "json")
+	var ms []MigrationStatus
+	if err := json.Unmarshal([]byte(out), &ms); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]ServiceStatus{}
+	for _, s := range ms[0].Waves[0].Services {
+		got[s.Service] = s
+	}
+	if s := got["shop/inventory"]; s.State != plans.StatePaused || !strings.HasPrefix(s.Blocked, "paused by alice") || !s.Next.IsZero() {
+		t.Errorf("inventory: %+v, want paused by alice, no next move", s)
+	}
+	if s := got["shop/pricing"]; s.State != plans.StateRollingBack || !strings.HasPrefix(s.Blocked, "rolled back by bob") {
+		t.Errorf("pricing: %+v, want rolling back by bob", s)
+	}
+}
