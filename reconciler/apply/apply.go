@@ -708,3 +708,76 @@ func (a *Applier) Diff(ctx context.Context, objs []renderer.Object) ([]Diff, err
 	}
 	return out, nil
 }
+
+// PruneDiff returns what an Apply of objs, migration's complete render for
+// this cluster, would prune: objects of the inventory missing from objs,
+// with Desired nil for an object that would be deleted and the dry-run
+// result for a partial Service whose ferry fields would be released. It
+// writes nothing and follows Apply's rules: nothing on an empty render
+// unless Options.PruneEmpty, nothing not labelled as managed by ferry.
+func (a *Applier) PruneDiff(ctx context.Context, migration string, objs []renderer.Object) ([]Diff, error) {
+	if len(objs) == 0 && !a.opts.PruneEmpty {
+		return nil, nil
+	}
+	keep := make(map[ObjectID]bool, len(objs))
+	for _, ro := range objs {
+		o, err := a.decode(ro)
+		if err != nil {
+			return nil, err
+		}
+		keep[o.id] = true
+	}
+	inv, err := a.readInventory(ctx, migration)
+	if err != nil {
+		return nil, err
+	}
+	var out []Diff
+	for _, e := range inv {
+		if keep[e.id()] {
+			continue
+		}
+		gv, err := schema.ParseGroupVersion(e.APIVersion)
+		if err != nil {
+			return out, fmt.Errorf("cluster %s: inventory of %s: %w", a.cluster, migration, err)
+		}
+		res, err := a.resource(gv.WithKind(e.Kind), e.Namespace)
+		if err != nil {
+			return out, fmt.Errorf("cluster %s: %s: %w", a.cluster, e.id(), err)
+		}
+		var live *unstructured.Unstructured
+		err = a.call(ctx, func(ctx context.Context) error {
+			var err error
+			live, err = res.Get(ctx, e.Name, metav1.GetOptions{})
+			return err
+		})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("cluster %s: get %s: %w", a.cluster, e.id(), err)
+		}
+		d := Diff{ID: e.id(), Live: Normalize(live)}
+		switch {
+		case e.Partial:
+			empty := &unstructured.Unstructured{}
+			empty.SetAPIVersion(e.APIVersion)
+			empty.SetKind(e.Kind)
+			empty.SetNamespace(e.Namespace)
+			empty.SetName(e.Name)
+			err := a.call(ctx, func(ctx context.Context) error {
+				dry, err := res.Apply(ctx, e.Name, empty, metav1.ApplyOptions{FieldManager: FieldManager, DryRun: []string{metav1.DryRunAll}})
+				if err == nil {
+					d.Desired = Normalize(dry)
+				}
+				return err
+			})
+			if err != nil {
+				return out, fmt.Errorf("cluster %s: dry-run release %s: %w", a.cluster, e.id(), err)
+			}
+		case live.GetLabels()[renderer.LabelManagedBy] != "ferry":
+			continue
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}

@@ -234,6 +234,13 @@ func TestApplyRealClusters(t *testing.T) {
 		if _, err := svcs.Patch(t.Context(), "returns-local", types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
 			t.Fatal(err)
 		}
+		pd, err := a.PruneDiff(t.Context(), mig, objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pd) != 1 || pd[0].ID.Name != "returns" || pd[0].Desired != nil || pd[0].Live == nil {
+			t.Errorf("PruneDiff: %+v, want only the returns split, to be deleted", pd)
+		}
 		cs, err := a.Apply(t.Context(), mig, objs)
 		if err != nil {
 			t.Fatal(err)

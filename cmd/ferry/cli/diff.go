@@ -34,7 +34,8 @@ func newDiffCmd(g *Globals) *cobra.Command {
 		Long: `Diff renders the plan repository in DIR (default ".") with every service at
 step 0, or at the steps given with --step, and for each cluster whose context
 is in the kubeconfig prints a unified diff between the live objects and the
-result of a server-side dry-run apply of the render (field manager "ferry").
+result of a server-side dry-run apply of the render (field manager "ferry"),
+and the objects of ferry's inventories an apply would prune (to /dev/null).
 managedFields, resourceVersion, uid, creationTimestamp, generation and status
 are left out. Nothing is written to any cluster.
 
@@ -103,6 +104,22 @@ Exit codes: 0 nothing differs, 1 something differs, 2 error.`,
 				if err != nil {
 					return withCode(ExitUsage, err)
 				}
+				for _, m := range repo.Migrations {
+					if m.From != out.Name && m.To != out.Name {
+						continue
+					}
+					var objs []renderer.Object
+					for _, o := range out.Objects {
+						if o.Migration == m.Name {
+							objs = append(objs, o)
+						}
+					}
+					pruned, err := a.PruneDiff(ctx, m.Name, objs)
+					if err != nil {
+						return withCode(ExitUsage, err)
+					}
+					diffs = append(diffs, pruned...)
+				}
 				compared++
 				for _, d := range diffs {
 					text, err := unified(out.Name, d)
@@ -158,8 +175,10 @@ func unified(cluster string, d apply.Diff) (string, error) {
 			return "", err
 		}
 	}
-	if desired, err = yaml.Marshal(d.Desired.Object); err != nil {
-		return "", err
+	if d.Desired != nil {
+		if desired, err = yaml.Marshal(d.Desired.Object); err != nil {
+			return "", err
+		}
 	}
 	if string(live) == string(desired) {
 		return "", nil
@@ -169,11 +188,15 @@ func unified(cluster string, d apply.Diff) (string, error) {
 	if d.Live == nil {
 		from = "/dev/null"
 	}
+	to := "dry-run/" + name
+	if d.Desired == nil {
+		to = "/dev/null"
+	}
 	return difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
 		A:        lines(live),
 		B:        lines(desired),
 		FromFile: from,
-		ToFile:   "dry-run/" + name,
+		ToFile:   to,
 		Context:  3,
 	})
 }

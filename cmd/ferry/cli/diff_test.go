@@ -24,7 +24,7 @@ migrations:
     to: b
     provider: linkerd
     linkerd: {split: smi}
-    waves: [{name: w, services: [web/shop]}]
+    waves: [{name: w, services: [web/shop, web/cart]}]
 `
 
 func TestDiffExitCodes(t *testing.T) {
@@ -83,6 +83,14 @@ func TestDiffExitCodes(t *testing.T) {
 		if code, _, errOut := diff(args...); code != ExitUsage {
 			t.Errorf("%v: exit %d, want %d; stderr: %s", args, code, ExitUsage, errOut)
 		}
+	}
+	// Taking cart out of the plan shows its objects going away.
+	if err := os.WriteFile(filepath.Join(dir, "plan.yaml"), []byte(strings.ReplaceAll(diffPlan, ", web/cart", "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = diff("--context", "a")
+	if code != ExitInvalid || !strings.Contains(out, "--- live/a/split.smi-spec.io/TrafficSplit/web/cart\n+++ /dev/null") || strings.Contains(out, "web/shop") {
+		t.Errorf("cart removed: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	var stderr bytes.Buffer
 	if code := run([]string{"diff", dir, "--kubeconfig", filepath.Join(dir, "missing")}, &bytes.Buffer{}, &stderr); code != ExitUsage {
