@@ -174,6 +174,24 @@ type WaveStatus struct {
 	Services []ServiceStatus `json:"services"`
 }
 
+// summary says how far the wave got, as ": 2 of 5 complete, 1 moving".
+func (w WaveStatus) summary() string {
+	var complete, moving int
+	for _, s := range w.Services {
+		switch {
+		case s.State == plans.StateComplete:
+			complete++
+		case s.Step > 0:
+			moving++
+		}
+	}
+	out := fmt.Sprintf(": %d of %d complete", complete, len(w.Services))
+	if moving > 0 {
+		out += fmt.Sprintf(", %d under way", moving)
+	}
+	return out
+}
+
 // ServiceStatus is where one service stands and what holds it.
 type ServiceStatus struct {
 	Service string      `json:"service"`
@@ -198,7 +216,7 @@ func newStatusCmd(g *Globals) *cobra.Command {
 		output string
 	)
 	cmd := &cobra.Command{
-		Use:   "status [MIGRATION]",
+		Use:   "status [MIGRATION[/WAVE|/NAMESPACE/NAME]]",
 		Short: "Show where every service of a migration stands and what holds it",
 		Long: `Status shows, per wave and service, the step and weight a service is at,
 its state, since when, the earliest time it can move next if its gates pass,
@@ -215,9 +233,17 @@ without running gates and without writing anything.`,
 			if err != nil {
 				return err
 			}
-			ms, err := migrations(repo, args)
-			if err != nil {
-				return err
+			var ts []target
+			if len(args) == 0 {
+				for _, m := range repo.Migrations {
+					ts = append(ts, target{m: m})
+				}
+			} else {
+				t, err := parseTarget(repo, args[0])
+				if err != nil {
+					return err
+				}
+				ts = append(ts, t)
 			}
 			st, err := f.readStore()
 			if err != nil {
@@ -225,12 +251,12 @@ without running gates and without writing anything.`,
 			}
 			now := clock()
 			var out []MigrationStatus
-			for _, m := range ms {
-				s, err := migrationStatus(cmd.Context(), st, m, now)
+			for _, t := range ts {
+				s, err := migrationStatus(cmd.Context(), st, t.m, now)
 				if err != nil {
 					return withCode(ExitUsage, err)
 				}
-				out = append(out, s)
+				out = append(out, narrow(s, t))
 			}
 			return withUsage(writeStatus(g.Stdout, output, out))
 		},
@@ -238,6 +264,28 @@ without running gates and without writing anything.`,
 	f.add(cmd)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
+}
+
+// narrow keeps the wave or service t names.
+func narrow(s MigrationStatus, t target) MigrationStatus {
+	if t.wave == "" && t.service == "" {
+		return s
+	}
+	var waves []WaveStatus
+	for _, w := range s.Waves {
+		if t.wave != "" && w.Wave != t.wave {
+			continue
+		}
+		if t.service != "" {
+			w.Services = slices.DeleteFunc(w.Services, func(ss ServiceStatus) bool { return ss.Service != t.service })
+			if len(w.Services) == 0 {
+				continue
+			}
+		}
+		waves = append(waves, w)
+	}
+	s.Waves = waves
+	return s
 }
 
 // withUsage gives an output error the usage exit code.
@@ -419,7 +467,7 @@ func writeStatus(w io.Writer, output string, ms []MigrationStatus) error {
 			fmt.Fprintf(w, "last saved %s at commit %s\n", stamp(m.SavedAt, m.At), orDash(m.Commit))
 		}
 		for _, ws := range m.Waves {
-			fmt.Fprintf(w, "\nWAVE %s\n", ws.Wave)
+			fmt.Fprintf(w, "\nWAVE %s%s\n", ws.Wave, ws.summary())
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERVICE\tSTEP\tWEIGHT\tSTATE\tSINCE\tNEXT\tREASON")
 			for _, s := range ws.Services {

@@ -79,10 +79,33 @@ func TestStatusNoProgress(t *testing.T) {
 		})
 	}
 	_, out, _ = ferry(t, dir, "status")
-	for _, want := range []string{"WAVE backends", "WAVE api", "WAVE edge", `waiting for wave "backends" to complete`} {
+	for _, want := range []string{"WAVE backends: 0 of 5 complete", "WAVE api", "WAVE edge", `waiting for wave "backends" to complete`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+
+	narrowed := []struct {
+		target   string
+		services int
+	}{
+		{"onprem-to-eks/api", 5},
+		{"onprem-to-eks/shop/cart", 1},
+	}
+	for _, tt := range narrowed {
+		t.Run(tt.target, func(t *testing.T) {
+			code, out, errs := ferry(t, dir, "status", tt.target, "-o", "json")
+			if code != ExitOK {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			var ms []MigrationStatus
+			if err := json.Unmarshal([]byte(out), &ms); err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) != 1 || len(ms[0].Waves) != 1 || len(ms[0].Waves[0].Services) != tt.services {
+				t.Errorf("status %s: %+v, want one wave of %d services", tt.target, ms, tt.services)
+			}
+		})
 	}
 }
 
