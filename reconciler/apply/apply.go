@@ -264,17 +264,27 @@ func (a *Applier) Apply(ctx context.Context, migration string, objs []renderer.O
 	)
 	changes := make([]Change, len(decoded))
 	applyErrs := make([]error, len(decoded))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, a.opts.Concurrency)
-	for i, o := range decoded {
-		prev, had := old[o.id]
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			changes[i], applyErrs[i] = a.applyOne(ctx, o, had && prev.Hash == o.hash)
-		})
+	// Namespaces and CRDs first, one at a time, so that what lives in
+	// them finds them; everything else concurrently.
+	for _, first := range []bool{true, false} {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, a.opts.Concurrency)
+		if first {
+			sem = make(chan struct{}, 1)
+		}
+		for i, o := range decoded {
+			if isContainer(o.id) != first {
+				continue
+			}
+			prev, had := old[o.id]
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				changes[i], applyErrs[i] = a.applyOne(ctx, o, had && prev.Hash == o.hash)
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	applied := make(map[ObjectID]entry, len(decoded))
 	for i, o := range decoded {
 		c, err := changes[i], applyErrs[i]
@@ -328,6 +338,12 @@ func (a *Applier) Apply(ctx context.Context, migration string, objs []renderer.O
 	}
 	errs = append(errs, a.writeInventory(ctx, migration, inv, applied))
 	return cs, errors.Join(errs...)
+}
+
+// isContainer reports whether other objects may need id to exist first.
+func isContainer(id ObjectID) bool {
+	return (id.Group == "" && id.Kind == "Namespace") ||
+		(id.Group == "apiextensions.k8s.io" && id.Kind == "CustomResourceDefinition")
 }
 
 // applyOne applies o. sameIntent says the inventory recorded the same
@@ -482,6 +498,13 @@ func (a *Applier) prune(ctx context.Context, e entry) (Change, bool, error) {
 		}
 		c.Action = ActionPruned
 		c.Reason = "released ferry's labels and annotations"
+		return c, false, nil
+	}
+	if isContainer(c.ID) {
+		// Deleting a Namespace or a CRD deletes everything in it, ferry's
+		// or not (invariant 5): leave it to a person.
+		c.Action = ActionSkipped
+		c.Reason = "a " + c.ID.Kind + " is never pruned: deleting it deletes everything in it"
 		return c, false, nil
 	}
 	if live.GetLabels()[renderer.LabelManagedBy] != "ferry" {
@@ -774,7 +797,7 @@ func (a *Applier) PruneDiff(ctx context.Context, migration string, objs []render
 			if err != nil {
 				return out, fmt.Errorf("cluster %s: dry-run release %s: %w", a.cluster, e.id(), err)
 			}
-		case live.GetLabels()[renderer.LabelManagedBy] != "ferry":
+		case isContainer(d.ID) || live.GetLabels()[renderer.LabelManagedBy] != "ferry":
 			continue
 		}
 		out = append(out, d)

@@ -434,3 +434,50 @@ metadata:
 		}
 	})
 }
+
+func TestNamespaceFirstNeverPruned(t *testing.T) {
+	env := cluster.StartT(t, "solo")
+	obj := func(kind, ns, name, body string) renderer.Object {
+		return renderer.Object{APIVersion: "v1", Kind: kind, Namespace: ns, Name: name, YAML: []byte(body)}
+	}
+	ns := obj("Namespace", "", "team", `apiVersion: v1
+kind: Namespace
+metadata:
+  labels:
+    app.kubernetes.io/managed-by: ferry
+  name: team
+`)
+	cm := obj("ConfigMap", "team", "settings", `apiVersion: v1
+kind: ConfigMap
+metadata:
+  labels:
+    app.kubernetes.io/managed-by: ferry
+  name: settings
+  namespace: team
+data:
+  a: b
+`)
+	a := newApplier(t, env, "solo", apply.Options{PruneEmpty: true})
+	// The ConfigMap comes first: the Namespace must still be applied before it.
+	cs, err := a.Apply(t.Context(), "ns", []renderer.Object{cm, ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Count(apply.ActionCreated) != 2 {
+		t.Errorf("changes %+v, want 2 created", cs)
+	}
+	cs, err = a.Apply(t.Context(), "ns", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := cs.Find(apply.ObjectID{Kind: "Namespace", Name: "team"}); c.Action != apply.ActionSkipped {
+		t.Errorf("namespace: %+v, want skipped", c)
+	}
+	if c, _ := cs.Find(apply.ObjectID{Kind: "ConfigMap", Namespace: "team", Name: "settings"}); c.Action != apply.ActionPruned {
+		t.Errorf("configmap: %+v, want pruned", c)
+	}
+	got, err := env.Clusters["solo"].Client.CoreV1().Namespaces().Get(t.Context(), "team", metav1.GetOptions{})
+	if err != nil || got.DeletionTimestamp != nil {
+		t.Errorf("namespace team deleted: %v", err)
+	}
+}

@@ -38,5 +38,9 @@
 // ferry-inventory-<migration> in namespace ferry-system. Prune deletes what
 // the inventory has and the render has not, only after every apply
 // succeeded, never on an empty render unless Options.PruneEmpty is set,
-// and only objects labelled app.kubernetes.io/managed-by: ferry.
+// and only objects labelled app.kubernetes.io/managed-by: ferry. Namespaces
+// and CRDs are never pruned: deleting one deletes everything in it.
+//
+// Namespaces and CRDs of a render are applied first, one at a time; the
+// other objects concurrently (Options.Concurrency).
 package apply
