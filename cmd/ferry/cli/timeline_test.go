@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/plans"
+	"github.com/ferry-dev/ferry/reconciler/state"
 )
 
 func TestTimeline(t *testing.T) {
@@ -111,5 +114,47 @@ func TestTimelineSVG(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestTimelineProgress(t *testing.T) {
+	now := time.Date(2026, 11, 23, 11, 2, 0, 0, time.UTC)
+	stopClock(t, now)
+	dir := filepath.Join(t.TempDir(), "state")
+	done := plans.NewProgress(now.Add(-2 * time.Hour))
+	done.Step, done.Weight, done.State = 5, 100, plans.StateComplete
+	half := plans.NewProgress(now.Add(-time.Hour))
+	half.Step, half.Weight, half.State = 3, 50, plans.StateProgressing
+	st, err := state.NewBolt(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Save(t.Context(), state.Change{Migration: "onprem-to-eks", At: now,
+		Services: map[string]plans.Progress{"shop/inventory": done, "shop/pricing": half}}); err != nil {
+		t.Fatal(err)
+	}
+	_, out, errs := ferry(t, dir, "plan", "timeline", "--format", "json")
+	var ts []Timeline
+	if err := json.Unmarshal([]byte(out), &ts); err != nil {
+		t.Fatalf("%v: %s", err, errs)
+	}
+	got := map[string]TimelineItem{}
+	for _, it := range ts[0].Services {
+		got[it.Service] = it
+	}
+	inv := got["shop/inventory"]
+	if !inv.Complete.Equal(done.Since) {
+		t.Errorf("inventory completes at %s, want when it did: %s", inv.Complete, done.Since)
+	}
+	for _, s := range inv.Reached {
+		if !s.Done {
+			t.Errorf("inventory: %d%% not done", s.Weight)
+		}
+	}
+	pr := got["shop/pricing"]
+	for _, s := range pr.Reached {
+		if want := s.Weight <= 50; s.Done != want || !s.Done && s.At.IsZero() {
+			t.Errorf("pricing: %+v, want done %v and a time when not done", s, want)
+		}
 	}
 }
