@@ -481,3 +481,28 @@ data:
 		t.Errorf("namespace team deleted: %v", err)
 	}
 }
+
+func TestTargetAppliesEveryCluster(t *testing.T) {
+	env := cluster.StartT(t, "onprem", "eks")
+	_, res := render(t, "../../examples/linkerd-eks", plans.Steps{})
+	appliers := map[string]*apply.Applier{}
+	for _, name := range env.Names() {
+		mustNamespace(t, env.Clusters[name].Client, "shop")
+		appliers[name] = newApplier(t, env, name, apply.Options{})
+	}
+	tg := apply.NewTarget(appliers)
+	for i, want := range []apply.Action{apply.ActionCreated, apply.ActionUnchanged} {
+		if err := tg.Apply(t.Context(), res); err != nil {
+			t.Fatalf("apply %d: %v", i, err)
+		}
+		for _, name := range env.Names() {
+			cs := tg.LastChanges()[name][mig]
+			if n := len(res.Cluster(name).Objects); cs.Count(want) != n {
+				t.Errorf("apply %d: %s: %d %s, want %d", i, name, cs.Count(want), want, n)
+			}
+		}
+	}
+	if ok, why := tg.Ready(t.Context(), "elsewhere", "shop", "cart"); ok || !strings.Contains(why, "no API access") {
+		t.Errorf("unknown cluster: %v %q", ok, why)
+	}
+}

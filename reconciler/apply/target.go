@@ -1,0 +1,104 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/ferry-dev/ferry/reconciler"
+	"github.com/ferry-dev/ferry/renderer"
+)
+
+var _ reconciler.Target = (*Target)(nil)
+
+// OverlayInventory is the inventory of objects the user's overlay adds
+// (renderer.Object.Migration empty).
+const OverlayInventory = "overlay"
+
+// Target applies a render to every cluster that has an Applier; it is the
+// reconciler's Target for real clusters. Clusters are applied concurrently,
+// the migrations of one cluster one after another.
+type Target struct {
+	appliers map[string]*Applier
+
+	mu   sync.Mutex
+	last map[string]map[string]ChangeSet
+}
+
+// NewTarget returns a Target over appliers, by cluster name. Clusters of a
+// render without an Applier (render-only clusters) are left alone.
+func NewTarget(appliers map[string]*Applier) *Target {
+	return &Target{appliers: appliers}
+}
+
+// CheckReadiness reports true: a cluster target can check readiness (Ready).
+func (t *Target) CheckReadiness() bool { return true }
+
+// Ready reports whether namespace/service has ready endpoints in cluster.
+func (t *Target) Ready(ctx context.Context, cluster, namespace, service string) (bool, string) {
+	a := t.appliers[cluster]
+	if a == nil {
+		return false, fmt.Sprintf("cluster %s: no API access configured", cluster)
+	}
+	return a.Ready(ctx, namespace, service)
+}
+
+// Apply applies res to every cluster with an Applier, one inventory per
+// migration, and returns every failure joined.
+func (t *Target) Apply(ctx context.Context, res *renderer.Result) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		last = map[string]map[string]ChangeSet{}
+	)
+	for _, out := range res.Clusters {
+		a := t.appliers[out.Name]
+		if a == nil {
+			continue
+		}
+		wg.Go(func() {
+			byMig := map[string][]renderer.Object{}
+			for _, o := range out.Objects {
+				m := o.Migration
+				if m == "" {
+					m = OverlayInventory
+				}
+				byMig[m] = append(byMig[m], o)
+			}
+			names := make([]string, 0, len(byMig))
+			for m := range byMig {
+				names = append(names, m)
+			}
+			slices.Sort(names)
+			sets := map[string]ChangeSet{}
+			var cerrs []error
+			for _, m := range names {
+				cs, err := a.Apply(ctx, m, byMig[m])
+				sets[m] = cs
+				if err != nil {
+					cerrs = append(cerrs, fmt.Errorf("migration %s: %w", m, err))
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			last[out.Name] = sets
+			errs = append(errs, cerrs...)
+		})
+	}
+	wg.Wait()
+	t.mu.Lock()
+	t.last = last
+	t.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// LastChanges returns the change sets of the last Apply by cluster and
+// migration, for status and events.
+func (t *Target) LastChanges() map[string]map[string]ChangeSet {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.last
+}
