@@ -371,6 +371,25 @@ metadata:
 		if svc.Labels["team"] != "web" || len(svc.Spec.Ports) != 1 {
 			t.Errorf("owner's fields changed: labels %v ports %v", svc.Labels, svc.Spec.Ports)
 		}
+
+		// A label the owner applied is never taken over, even with force.
+		owned := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "Service",
+			"metadata": map[string]any{"name": "web", "namespace": "edge", "labels": map[string]any{"ferry.dev/migration": "theirs"}},
+		}}
+		if _, err := env.Clusters["eks"].Dynamic.Resource(corev1.SchemeGroupVersion.WithResource("services")).Namespace("edge").Apply(t.Context(), "web", owned, metav1.ApplyOptions{FieldManager: "owner-apply"}); err != nil {
+			t.Fatal(err)
+		}
+		forced := newApplier(t, env, "eks", apply.Options{ForceConflicts: true})
+		cs, err = forced.Apply(t.Context(), "edge", []renderer.Object{partial("web")})
+		var ce *apply.ConflictError
+		if !errors.As(err, &ce) || cs.Count(apply.ActionConflict) != 1 {
+			t.Errorf("forced apply of a partial Service over the owner's label: %+v %v, want a conflict", cs, err)
+		}
+		svc, _ = c.CoreV1().Services("edge").Get(t.Context(), "web", metav1.GetOptions{})
+		if svc.Labels["ferry.dev/migration"] != "theirs" {
+			t.Errorf("owner's label taken over: %v", svc.Labels)
+		}
 	})
 
 	t.Run("ready precondition", func(t *testing.T) {
@@ -404,6 +423,8 @@ metadata:
 		}
 	})
 
+	t.Run("namespace first, never pruned", func(t *testing.T) { testNamespaceFirstNeverPruned(t, env) })
+
 	t.Run("every example accepted by dry-run", func(t *testing.T) {
 		dirs, _ := filepath.Glob("../../examples/*")
 		for _, dir := range dirs {
@@ -435,8 +456,7 @@ metadata:
 	})
 }
 
-func TestNamespaceFirstNeverPruned(t *testing.T) {
-	env := cluster.StartT(t, "solo")
+func testNamespaceFirstNeverPruned(t *testing.T, env *cluster.Env) {
 	obj := func(kind, ns, name, body string) renderer.Object {
 		return renderer.Object{APIVersion: "v1", Kind: kind, Namespace: ns, Name: name, YAML: []byte(body)}
 	}
@@ -457,7 +477,7 @@ metadata:
 data:
   a: b
 `)
-	a := newApplier(t, env, "solo", apply.Options{PruneEmpty: true})
+	a := newApplier(t, env, "onprem", apply.Options{PruneEmpty: true})
 	// The ConfigMap comes first: the Namespace must still be applied before it.
 	cs, err := a.Apply(t.Context(), "ns", []renderer.Object{cm, ns})
 	if err != nil {
@@ -476,7 +496,7 @@ data:
 	if c, _ := cs.Find(apply.ObjectID{Kind: "ConfigMap", Namespace: "team", Name: "settings"}); c.Action != apply.ActionPruned {
 		t.Errorf("configmap: %+v, want pruned", c)
 	}
-	got, err := env.Clusters["solo"].Client.CoreV1().Namespaces().Get(t.Context(), "team", metav1.GetOptions{})
+	got, err := env.Clusters["onprem"].Client.CoreV1().Namespaces().Get(t.Context(), "team", metav1.GetOptions{})
 	if err != nil || got.DeletionTimestamp != nil {
 		t.Errorf("namespace team deleted: %v", err)
 	}
