@@ -97,3 +97,24 @@ func TestDiffExitCodes(t *testing.T) {
 		t.Errorf("missing kubeconfig: exit %d, want %d; stderr: %s", code, ExitUsage, stderr.String())
 	}
 }
+
+func TestParseSteps(t *testing.T) {
+	got, err := parseSteps([]string{"m/web/shop=2", "n/a/b=0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plans.Steps{{Migration: "m", Service: "web/shop"}: 2, {Migration: "n", Service: "a/b"}: 0}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %d, want %d", k, got[k], v)
+		}
+	}
+	for _, bad := range []string{"m/web/shop", "m/web=1", "m/web/shop=x", "m//shop=1", "m/web/shop=-1", "a/b/c/d=1"} {
+		if _, err := parseSteps([]string{bad}); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
