@@ -32,6 +32,12 @@ type Target interface {
 	CheckReadiness() bool
 }
 
+// ReadinessChecker is a Target that can tell whether a Service has ready
+// endpoints in a cluster.
+type ReadinessChecker interface {
+	Ready(ctx context.Context, cluster, namespace, service string) (bool, string)
+}
+
 // Store is the durable progress the reconciler needs.
 type Store interface {
 	Load(ctx context.Context, migration string) (state.Snapshot, error)
@@ -51,6 +57,8 @@ type Config struct {
 	// Tweak, when set, adjusts a freshly loaded repository (the demo's
 	// short timings); it runs before validation of the render.
 	Tweak func(*plans.Repository)
+	// OnPlans is called when a new commit's plans come into force.
+	OnPlans func(*plans.Repository)
 	// OnReconcile is called after every reconcile with the plans in force
 	// and the decisions taken, for progress views.
 	OnReconcile func(repo *plans.Repository, decisions map[string]plans.Plan)
@@ -139,11 +147,19 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			}
 			done = append(done, q.ID)
 		}
-		obs := plans.Observations{Readiness: map[string]plans.Readiness{}}
-		if !r.cfg.Target.CheckReadiness() {
-			for _, s := range m.Services() {
+		obs := plans.Observations{Readiness: map[string]plans.Readiness{}, FromReadiness: map[string]plans.Readiness{}}
+		rc, canCheck := r.cfg.Target.(ReadinessChecker)
+		for _, s := range m.Services() {
+			if !r.cfg.Target.CheckReadiness() || !canCheck {
 				obs.Readiness[s.Ref()] = plans.Readiness{Ready: true, Reason: "not checked: directory target"}
+				continue
 			}
+			// Traffic only goes to a backend that exists and has ready
+			// endpoints (DESIGN.md invariant 1), on either side.
+			ok, why := rc.Ready(ctx, m.To, s.Namespace, s.Name)
+			obs.Readiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
+			ok, why = rc.Ready(ctx, m.From, s.Namespace, s.Name)
+			obs.FromReadiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
 		}
 		plan := plans.Decide(now, m, progress, obs)
 		if r.cfg.Gates != nil {
@@ -235,6 +251,9 @@ func (r *Reconciler) poll(ctx context.Context) {
 	if err := r.cfg.Source.Accept(snap.Revision); err != nil {
 		r.setErr(err)
 		return
+	}
+	if r.cfg.OnPlans != nil {
+		r.cfg.OnPlans(repo)
 	}
 	r.mu.Lock()
 	r.repo, r.revision, r.lastErr = repo, snap.Revision, nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,12 +17,15 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler"
+	"github.com/ferry-dev/ferry/reconciler/apply"
 	"github.com/ferry-dev/ferry/reconciler/gates"
 	"github.com/ferry-dev/ferry/reconciler/source"
 	"github.com/ferry-dev/ferry/reconciler/state"
+	"github.com/ferry-dev/ferry/renderer"
 )
 
 func init() { register(newRunCmd) }
@@ -30,6 +34,8 @@ type runOptions struct {
 	url, branch, path string
 	stateDir, out     string
 	interval          time.Duration
+	kubeconfig        string
+	forceConflicts    bool
 	demo              bool
 	demoExample       string
 }
@@ -42,8 +48,9 @@ func newRunCmd(g *Globals) *cobra.Command {
 		Long: `Run polls a Git repository of migration plans, decides each service's step
 (windows, soak, gates, approvals), persists progress write-ahead in a local
 state file and writes the rendered overlays per cluster to --out (the
-rendered-manifests pattern that Argo CD and Flux apply). Applying to clusters
-directly is not wired into the daemon yet.
+rendered-manifests pattern that Argo CD and Flux apply). Applying to clusters happens with --kubeconfig: every cluster of the plans whose name
+is a context of that kubeconfig gets server-side applies (field manager
+"ferry"), an inventory and prunes, and promotions wait for ready endpoints.
 
 With --demo and no --url, it creates a local Git repository from
 examples/linkerd-eks under --state-dir on first run and uses demo timings:
@@ -63,6 +70,8 @@ waves moving at once. Ctrl-C stops it; running it again resumes.`,
 	f.StringVar(&o.stateDir, "state-dir", ".ferry/state", "directory of the progress store (state.db) and the git object cache")
 	f.StringVar(&o.out, "out", "out/rendered", "directory the rendered overlays are written to, one subdirectory per cluster")
 	f.DurationVar(&o.interval, "interval", 10*time.Second, "how often to poll the plan repository and reconcile")
+	f.StringVar(&o.kubeconfig, "kubeconfig", "", "apply to the clusters whose contexts the plans name, from this kubeconfig; without it, render to --out")
+	f.BoolVar(&o.forceConflicts, "force-conflicts", false, "take over fields another field manager owns (off: conflicts block the step)")
 	f.BoolVar(&o.demo, "demo", false, "run the bundled example with demo timings")
 	f.StringVar(&o.demoExample, "demo-example", "examples/linkerd-eks", "plan directory the demo repository is made from")
 	return cmd
@@ -101,11 +110,23 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
-	fmt.Fprintf(g.Stderr, "ferry: writing rendered overlays to %s; readiness of backends cannot be checked in directory mode\n", o.out)
+	var target reconciler.Target = &reconciler.DirTarget{Dir: o.out}
+	var ct *contextTarget
+	if o.kubeconfig != "" {
+		t, err := clusterTarget(o.kubeconfig, o.forceConflicts)
+		if err != nil {
+			return withCode(ExitUsage, err)
+		}
+		ct = &contextTarget{t: t}
+		target = ct
+		fmt.Fprintf(g.Stderr, "ferry: applying to the contexts of %s\n", o.kubeconfig)
+	} else {
+		fmt.Fprintf(g.Stderr, "ferry: writing rendered overlays to %s; readiness of backends cannot be checked in directory mode\n", o.out)
+	}
 	view := &progressView{w: g.Stdout}
 	cfg := reconciler.Config{
 		Source: src, Store: store,
-		Target: &reconciler.DirTarget{Dir: o.out},
+		Target: target,
 		Gates:  &gates.Evaluator{},
 		Logger: g.Logger,
 		OnReconcile: func(repo *plans.Repository, d map[string]plans.Plan) {
@@ -115,12 +136,89 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 	if o.demo {
 		cfg.Tweak = demoTimings
 	}
+	if ct != nil {
+		cfg.OnPlans = ct.setPlans
+	}
 	r := reconciler.New(cfg)
 	if err := r.Run(ctx, o.interval); err != nil {
 		return withCode(ExitUsage, err)
 	}
 	fmt.Fprintln(g.Stderr, "ferry: stopped; progress is saved in", store.Path())
 	return nil
+}
+
+// clusterTarget makes an applier for every context of the kubeconfig; the
+// target applies a cluster's render when the plan's cluster name is a
+// context name.
+func clusterTarget(path string, force bool) (*apply.Target, error) {
+	kc, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	appliers := map[string]*apply.Applier{}
+	for name := range kc.Contexts {
+		cfg, err := clientcmd.NewNonInteractiveClientConfig(*kc, name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("context %s: %w", name, err)
+		}
+		a, err := apply.New(cfg, name, apply.Options{ForceConflicts: force})
+		if err != nil {
+			return nil, fmt.Errorf("context %s: %w", name, err)
+		}
+		appliers[name] = a
+	}
+	return apply.NewTarget(appliers), nil
+}
+
+// contextTarget applies each plan cluster's render through the applier of
+// its kubeconfig context (clusters.<name>.context); render-only clusters
+// (no context) are not applied.
+type contextTarget struct {
+	t  *apply.Target
+	mu sync.Mutex
+	cx map[string]string // plan cluster -> context
+}
+
+func (c *contextTarget) setPlans(repo *plans.Repository) {
+	cx := map[string]string{}
+	for name, cl := range repo.Clusters {
+		if cl.Context != "" {
+			cx[name] = cl.Context
+		}
+	}
+	c.mu.Lock()
+	c.cx = cx
+	c.mu.Unlock()
+}
+
+func (c *contextTarget) context(cluster string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cx[cluster]
+}
+
+func (c *contextTarget) CheckReadiness() bool { return true }
+
+func (c *contextTarget) Ready(ctx context.Context, cluster, ns, svc string) (bool, string) {
+	cx := c.context(cluster)
+	if cx == "" {
+		return false, fmt.Sprintf("cluster %s has no kubeconfig context: readiness cannot be checked", cluster)
+	}
+	return c.t.Ready(ctx, cx, ns, svc)
+}
+
+func (c *contextTarget) Apply(ctx context.Context, res *renderer.Result) error {
+	out := &renderer.Result{}
+	for _, cl := range res.Clusters {
+		cx := c.context(cl.Name)
+		if cx == "" {
+			continue
+		}
+		cp := *cl
+		cp.Name = cx
+		out.Clusters = append(out.Clusters, &cp)
+	}
+	return c.t.Apply(ctx, out)
 }
 
 // demoTimings shortens a plan so that a newcomer sees a wave finish in
