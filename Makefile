@@ -29,7 +29,7 @@ fmt-check:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 staticcheck:
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 test: testbin vet fmt-check
 	$(GO) test -count=1 $(PKGS)

@@ -542,18 +542,6 @@ func valuePos(v cue.Value) token.Pos {
 	return v.Pos()
 }
 
-func quoteSels(sels []string) []string {
-	out := make([]string, len(sels))
-	for i, s := range sels {
-		if isIndex(s) || isIdent(s) || strings.HasPrefix(s, "\"") {
-			out[i] = s
-		} else {
-			out[i] = fmt.Sprintf("%q", s)
-		}
-	}
-	return out
-}
-
 func isIndex(s string) bool {
 	if s == "" {
 		return false
@@ -562,19 +550,6 @@ func isIndex(s string) bool {
 		if r < '0' || r > '9' {
 			return false
 		}
-	}
-	return true
-}
-
-func isIdent(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, r := range s {
-		if r == '_' || r == '$' || r == '#' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9') {
-			continue
-		}
-		return false
 	}
 	return true
 }

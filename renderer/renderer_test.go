@@ -109,8 +109,8 @@ func TestCacheMatchesFreshRender(t *testing.T) {
 			case 0:
 				repo.Overlays = nil
 			default:
-				repo.Overlays = map[string]map[string][]byte{"gke": {"kustomization.yaml": []byte(fmt.Sprintf(
-					"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- cm.yaml\n")),
+				repo.Overlays = map[string]map[string][]byte{"gke": {"kustomization.yaml": []byte(
+					"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- cm.yaml\n"),
 					"cm.yaml": []byte(fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c%d\n", rng.Intn(3)))}}
 			}
 		},

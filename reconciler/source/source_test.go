@@ -283,13 +283,12 @@ func TestManyCommitsPushedAtOnce(t *testing.T) {
 	s := newSource(t, source.Config{URL: srv.url()}, "")
 	pollAccept(t, s, c1)
 
-	var last string
 	for i := 1; i <= 40; i++ {
-		last = r.commit(fmt.Sprint("c", i), map[string]string{"a.yaml": fmt.Sprintf("v%d\n", i), "keep.yaml": fmt.Sprintf("k%d\n", i)})
+		r.commit(fmt.Sprint("c", i), map[string]string{"a.yaml": fmt.Sprintf("v%d\n", i), "keep.yaml": fmt.Sprintf("k%d\n", i)})
 	}
 	// Restore a file to a blob last seen in the first commit: the shallow
 	// fetch must still bring it.
-	last = r.commit("revert keep", map[string]string{"keep.yaml": "old\n"})
+	last := r.commit("revert keep", map[string]string{"keep.yaml": "old\n"})
 	r.push("main")
 	snap := pollAccept(t, s, last)
 	if diff := cmp.Diff(map[string]string{"a.yaml": "v40\n", "keep.yaml": "old\n"}, files(t, snap.FS)); diff != "" {
