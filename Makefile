@@ -31,7 +31,7 @@ fmt-check:
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
-test: testbin vet fmt-check
+test: testbin vet fmt-check staticcheck
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race $(RACE_PKGS)
 

@@ -1,11 +1,13 @@
 package plans_test
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferry-dev/ferry/plans"
 )
@@ -29,6 +31,17 @@ func FuzzLoad(f *testing.F) {
 		if isCUE {
 			name = "plan.cue"
 		}
+		// A load must end within a bound; a hang crashes the worker with
+		// the input, so the fuzzer keeps it.
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				panic(fmt.Sprintf("LoadFiles did not return within 10s on %s: %q", name, data))
+			}
+		}()
 		repo, err := plans.LoadFiles(map[string][]byte{name: data})
 		if err == nil && repo == nil {
 			t.Fatal("nil repository without error")
