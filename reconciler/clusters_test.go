@@ -2,7 +2,6 @@ package reconciler_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +15,6 @@ import (
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler"
 	"github.com/ferry-dev/ferry/reconciler/apply"
-	"github.com/ferry-dev/ferry/reconciler/source"
-	"github.com/ferry-dev/ferry/reconciler/state"
 	"github.com/ferry-dev/ferry/test/cluster"
 )
 
@@ -69,18 +66,7 @@ func TestClustersReadinessBlocksThenPromotes(t *testing.T) {
 	}
 	ready("a") // the incumbent is serving
 
-	repoDir, stateDir := t.TempDir(), t.TempDir()
-	git(t, repoDir, "init", "-q", "-b", "main")
-	commit(t, repoDir, clusterPlan)
-	src, err := source.New(source.Config{URL: "file://" + repoDir, Ref: source.Ref{Branch: "main"}, Interval: time.Second, Timeout: 30 * time.Second}, filepath.Join(stateDir, "source"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	store, err := state.NewBolt(stateDir, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, src, store := newLoop(t, clusterPlan)
 	appliers := map[string]*apply.Applier{}
 	for _, name := range []string{"a", "b"} {
 		a, err := apply.New(env.Clusters[name].Config, name, apply.Options{})

@@ -52,24 +52,32 @@ func commit(t *testing.T, dir, content string) {
 	git(t, dir, "commit", "-qm", "plan")
 }
 
+// newLoop makes a real Git repository holding planText, a source
+// following it and a bbolt store, all in temporary directories.
+func newLoop(t *testing.T, planText string) (string, *source.Source, *state.Bolt) {
+	t.Helper()
+	repoDir, stateDir := t.TempDir(), t.TempDir()
+	git(t, repoDir, "init", "-q", "-b", "main")
+	commit(t, repoDir, planText)
+	src, err := source.New(source.Config{URL: "file://" + repoDir, Ref: source.Ref{Branch: "main"}, Interval: time.Second, Timeout: 30 * time.Second}, filepath.Join(stateDir, "source"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	store, err := state.NewBolt(stateDir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repoDir, src, store
+}
+
 // TestTwoWavesToCompletion runs the real loop — git source on a real
 // repository, bbolt store, engine, renderer, directory target — with a
 // clock that moves 10 s per reconcile: both waves reach 100 % one step per
 // tick, and an invalid commit pushed midway changes nothing.
 func TestTwoWavesToCompletion(t *testing.T) {
-	repoDir, stateDir, out := t.TempDir(), t.TempDir(), t.TempDir()
-	git(t, repoDir, "init", "-q", "-b", "main")
-	commit(t, repoDir, plan)
-
-	src, err := source.New(source.Config{URL: "file://" + repoDir, Ref: source.Ref{Branch: "main"}, Interval: time.Second, Timeout: 30 * time.Second}, filepath.Join(stateDir, "source"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	store, err := state.NewBolt(stateDir, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := t.TempDir()
+	repoDir, src, store := newLoop(t, plan)
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	var weights []string
 	r := reconciler.New(reconciler.Config{
