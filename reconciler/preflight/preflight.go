@@ -74,7 +74,7 @@ func Check(ctx context.Context, cfg *rest.Config, repo *plans.Repository, out *r
 	if apierrors.IsUnauthorized(err) {
 		return append(out2, res("credentials", false, "the API server refused the credentials; renew the kubeconfig's token or certificate"))
 	}
-	out2 = append(out2, res("credentials", err == nil, errText(err)))
+	out2 = append(out2, res("credentials", err == nil, "%s", errText(err)))
 
 	// Kinds and namespaces ferry renders here.
 	type kind struct{ apiVersion, kind string }
@@ -145,7 +145,7 @@ func Check(ctx context.Context, cfg *rest.Config, repo *plans.Repository, out *r
 		case apierrors.IsNotFound(err):
 			out2 = append(out2, res("namespace "+ns, false, "namespace %s does not exist; the services of the plan live there, so create it (ferry does not)", ns))
 		default:
-			out2 = append(out2, res("namespace "+ns, err == nil, errText(err)))
+			out2 = append(out2, res("namespace "+ns, err == nil, "%s", errText(err)))
 		}
 	}
 	for _, m := range repo.Migrations {
@@ -169,7 +169,7 @@ func Check(ctx context.Context, cfg *rest.Config, repo *plans.Repository, out *r
 		case apierrors.IsNotFound(err):
 			out2 = append(out2, res(check, false, "no Link %s/%s; run `linkerd multicluster link --cluster-name %s` against %s and apply it here", LinkNamespace, peer, peer, peer))
 		default:
-			out2 = append(out2, res(check, err == nil, errText(err)))
+			out2 = append(out2, res(check, err == nil, "%s", errText(err)))
 		}
 	}
 	return out2
