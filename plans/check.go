@@ -205,8 +205,7 @@ func stepList(m *Migration) string {
 func (c *checker) steps(m *Migration, at func(...string) []string) {
 	// m.Steps has the implicit 0 first; the user's index is one less when
 	// the user did not write the 0.
-	userWroteZero := c.d.v.LookupPath(cue.MakePath(cue.Str("migrations"), cue.Str(m.Name), cue.Str("steps"), cue.Index(0))).Exists() &&
-		len(m.Steps) > 0 && firstIsZero(c.d.v, m.Name)
+	userWroteZero := firstIsZero(c.d.v, m.Name)
 	userIdx := func(i int) int {
 		if userWroteZero {
 			return i

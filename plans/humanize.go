@@ -35,16 +35,19 @@ func bestMessage(msgs []string, path []string, data, repoSchema cue.Value) strin
 			return fmt.Sprintf("%s is not allowed; expected one of %s", seen, alt)
 		}
 	}
+	// The first message that is not a summary and not a clash with the
+	// schema's default (which says nothing of the value), else the first
+	// clash.
 	best := ""
 	for _, m := range msgs {
 		if strings.Contains(m, "errors in empty disjunction") {
 			continue
 		}
-		// A clash with the schema's default says nothing of the value.
-		if reConflict.MatchString(m) && best != "" {
-			continue
+		if !reConflict.MatchString(m) {
+			best = m
+			break
 		}
-		if best == "" || reConflict.MatchString(humanizeRaw(best)) {
+		if best == "" {
 			best = m
 		}
 	}
@@ -53,8 +56,6 @@ func bestMessage(msgs []string, path []string, data, repoSchema cue.Value) strin
 	}
 	return humanize(best, path, data, repoSchema)
 }
-
-func humanizeRaw(s string) string { return s }
 
 // humanize rewrites a CUE error message to say the value seen and what was
 // expected.

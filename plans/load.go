@@ -448,7 +448,6 @@ func convertCUE(err error, data, repoSchema cue.Value) Errors {
 		g := groups[ve.Path]
 		if g == nil || ve.Path == "" {
 			g = &group{first: ve}
-			groups[ve.Path+fmt.Sprint(len(groups))] = g
 			if ve.Path != "" {
 				groups[ve.Path] = g
 			}

@@ -240,7 +240,9 @@ func (r *Reconciler) poll(ctx context.Context) {
 		if r.cfg.Tweak != nil {
 			r.cfg.Tweak(repo)
 		}
-		_, err = renderer.Render(repo, plans.Steps{})
+		// Through the reconciler's renderer, so the shards this check
+		// builds are the cache the next reconcile reuses.
+		_, err = r.renderer.Render(repo, plans.Steps{})
 	}
 	if err != nil {
 		refused := r.cfg.Source.Refuse(snap.Revision, err)

@@ -181,15 +181,7 @@ func seqKey(seq uint64) []byte {
 
 // Load implements Progress.
 func (b *Bolt) Load(ctx context.Context, migration string) (Snapshot, error) {
-	var r *record
-	err := b.view(ctx, func(tx *bolt.Tx) error {
-		mb, err := migrationBucket(tx, migration, false)
-		if err != nil {
-			return err
-		}
-		r, err = readRecord(mb)
-		return err
-	})
+	r, err := b.record(ctx, migration)
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("state: load %s: %w", migration, err)
 	}
@@ -279,15 +271,16 @@ func (b *Bolt) Submit(ctx context.Context, q plans.Request) (plans.Request, erro
 
 // Pending implements Requests.
 func (b *Bolt) Pending(ctx context.Context, migration string) ([]plans.Request, error) {
-	s, err := b.records(ctx, migration)
+	s, err := b.record(ctx, migration)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("state: requests of %s: %w", migration, err)
 	}
 	sortRequests(s.Requests)
 	return s.Requests, nil
 }
 
-func (b *Bolt) records(ctx context.Context, migration string) (*record, error) {
+// record reads a migration's record in one read-only transaction.
+func (b *Bolt) record(ctx context.Context, migration string) (*record, error) {
 	var r *record
 	err := b.view(ctx, func(tx *bolt.Tx) error {
 		mb, err := migrationBucket(tx, migration, false)
@@ -297,10 +290,7 @@ func (b *Bolt) records(ctx context.Context, migration string) (*record, error) {
 		r, err = readRecord(mb)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("state: requests of %s: %w", migration, err)
-	}
-	return r, nil
+	return r, err
 }
 
 // Migrations returns the names of the migrations the store has state for.

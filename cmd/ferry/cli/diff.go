@@ -5,16 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pmezard/go-difflib/difflib"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
-	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler/apply"
 	"github.com/ferry-dev/ferry/renderer"
 )
@@ -39,7 +36,8 @@ and the objects of ferry's inventories an apply would prune (to /dev/null).
 managedFields, resourceVersion, uid, creationTimestamp, generation and status
 are left out. Nothing is written to any cluster.
 
---step migration/namespace/name=INDEX sets a service's step index; repeat it.
+--step migration/namespace/name=WEIGHT renders a service at that step (a
+weight of its migration, as for ferry render); repeat it.
 --context limits the diff to clusters with those contexts; repeat it.
 
 Exit codes: 0 nothing differs, 1 something differs, 2 error.`,
@@ -49,31 +47,21 @@ Exit codes: 0 nothing differs, 1 something differs, 2 error.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			steps, err := parseSteps(stepFlags)
-			if err != nil {
-				return withCode(ExitUsage, err)
-			}
 			repo, err := loadDir(dir)
 			if err != nil {
 				return withCode(ExitUsage, err)
 			}
-			for id := range steps {
-				m := repo.Migration(id.Migration)
-				if m == nil || !slices.ContainsFunc(m.Services(), func(s *plans.Service) bool { return s.Ref() == id.Service }) {
-					return withCode(ExitUsage, fmt.Errorf("--step %s: no such service", id))
-				}
+			steps, err := parseStepFlags(repo, stepFlags, nil)
+			if err != nil {
+				return withCode(ExitUsage, err)
 			}
 			res, err := renderer.Render(repo, steps)
 			if err != nil {
 				return withCode(ExitUsage, err)
 			}
-			rules := clientcmd.NewDefaultClientConfigLoadingRules()
-			if kubeconfig != "" {
-				rules.ExplicitPath = kubeconfig
-			}
-			kc, err := rules.Load()
+			kc, err := loadKubeconfig(kubeconfig)
 			if err != nil {
-				return withCode(ExitUsage, fmt.Errorf("load kubeconfig: %w", err))
+				return withCode(ExitUsage, err)
 			}
 			ctx := cmd.Context()
 			if ctx == nil {
@@ -88,13 +76,13 @@ Exit codes: 0 nothing differs, 1 something differs, 2 error.`,
 				if len(contexts) > 0 && !slices.Contains(contexts, c.Context) {
 					continue
 				}
-				if _, ok := kc.Contexts[c.Context]; !ok {
+				if !kc.has(c.Context) {
 					fmt.Fprintf(g.Stderr, "cluster %s: context %q not in the kubeconfig; skipped\n", out.Name, c.Context)
 					continue
 				}
-				cfg, err := clientcmd.NewNonInteractiveClientConfig(*kc, c.Context, &clientcmd.ConfigOverrides{}, rules).ClientConfig()
+				cfg, err := kc.rest(c.Context)
 				if err != nil {
-					return withCode(ExitUsage, fmt.Errorf("cluster %s: context %s: %w", out.Name, c.Context, err))
+					return withCode(ExitUsage, fmt.Errorf("cluster %s: %w", out.Name, err))
 				}
 				a, err := apply.New(cfg, out.Name, apply.Options{Timeout: timeout})
 				if err != nil {
@@ -146,21 +134,6 @@ Exit codes: 0 nothing differs, 1 something differs, 2 error.`,
 	cmd.Flags().StringArrayVar(&stepFlags, "step", nil, "migration/namespace/name=INDEX: render that service at step INDEX (repeatable)")
 	cmd.Flags().DurationVar(&timeout, "timeout", apply.DefaultTimeout, "timeout of each API call")
 	return cmd
-}
-
-// parseSteps parses --step values "migration/namespace/name=INDEX".
-func parseSteps(flags []string) (plans.Steps, error) {
-	steps := plans.Steps{}
-	for _, f := range flags {
-		key, idx, ok := strings.Cut(f, "=")
-		parts := strings.Split(key, "/")
-		n, err := strconv.Atoi(idx)
-		if !ok || len(parts) != 3 || slices.Contains(parts, "") || err != nil || n < 0 {
-			return nil, fmt.Errorf("--step %q: expected migration/namespace/name=INDEX", f)
-		}
-		steps[plans.ServiceID{Migration: parts[0], Service: parts[1] + "/" + parts[2]}] = n
-	}
-	return steps, nil
 }
 
 // unified returns the unified diff of d's live and desired YAML, or "".

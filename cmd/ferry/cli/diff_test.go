@@ -71,9 +71,9 @@ func TestDiffExitCodes(t *testing.T) {
 	if code, out, errOut := diff(); code != ExitOK || out != "" {
 		t.Errorf("after apply: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
-	code, out, errOut = diff("--step", "m/web/shop=2", "--context", "b")
+	code, out, errOut = diff("--step", "m/web/shop=25", "--context", "b")
 	if code != ExitInvalid || !strings.Contains(out, "-    weight: 0") || strings.Contains(out, "dry-run/a/") {
-		t.Errorf("at step 2 in b: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
+		t.Errorf("at step 25 in b: exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	for _, args := range [][]string{
 		{"--step", "m/web/nope=1"},
@@ -98,12 +98,16 @@ func TestDiffExitCodes(t *testing.T) {
 	}
 }
 
-func TestParseSteps(t *testing.T) {
-	got, err := parseSteps([]string{"m/web/shop=2", "n/a/b=0"})
+func TestParseStepFlags(t *testing.T) {
+	repo, err := plans.LoadFiles(map[string][]byte{"plan.yaml": []byte(diffPlan)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := plans.Steps{{Migration: "m", Service: "web/shop"}: 2, {Migration: "n", Service: "a/b"}: 0}
+	got, err := parseStepFlags(repo, []string{"m/web/shop=25", "m/web/cart=0"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plans.Steps{{Migration: "m", Service: "web/shop"}: 2, {Migration: "m", Service: "web/cart"}: 0}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -112,8 +116,8 @@ func TestParseSteps(t *testing.T) {
 			t.Errorf("%s: %d, want %d", k, got[k], v)
 		}
 	}
-	for _, bad := range []string{"m/web/shop", "m/web=1", "m/web/shop=x", "m//shop=1", "m/web/shop=-1", "a/b/c/d=1"} {
-		if _, err := parseSteps([]string{bad}); err == nil {
+	for _, bad := range []string{"m/web/shop", "m/web=1", "m/web/shop=x", "m//shop=5", "m/web/shop=-1", "m/web/shop=33", "a/b/c/d=5", "n/web/shop=5"} {
+		if _, err := parseStepFlags(repo, []string{bad}, nil); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler/preflight"
@@ -51,13 +50,9 @@ Exit codes: 0 every check passed, 1 a check failed, 2 usage or load error.`,
 			if err != nil {
 				return withCode(ExitUsage, err)
 			}
-			rules := clientcmd.NewDefaultClientConfigLoadingRules()
-			if kubeconfig != "" {
-				rules.ExplicitPath = kubeconfig
-			}
-			kc, err := rules.Load()
+			kc, err := loadKubeconfig(kubeconfig)
 			if err != nil {
-				return withCode(ExitUsage, fmt.Errorf("load kubeconfig: %w", err))
+				return withCode(ExitUsage, err)
 			}
 			ctx := cmd.Context()
 			if ctx == nil {
@@ -69,11 +64,11 @@ Exit codes: 0 every check passed, 1 a check failed, 2 usage or load error.`,
 				if c == nil || c.Context == "" {
 					continue
 				}
-				if _, ok := kc.Contexts[c.Context]; !ok {
+				if !kc.has(c.Context) {
 					all = append(all, preflight.Result{Cluster: out.Name, Check: "kubeconfig", Reason: fmt.Sprintf("context %q is not in the kubeconfig; add it or fix clusters.%s.context", c.Context, out.Name)})
 					continue
 				}
-				cfg, err := clientcmd.NewNonInteractiveClientConfig(*kc, c.Context, &clientcmd.ConfigOverrides{}, rules).ClientConfig()
+				cfg, err := kc.rest(c.Context)
 				if err != nil {
 					all = append(all, preflight.Result{Cluster: out.Name, Check: "kubeconfig", Reason: err.Error()})
 					continue

@@ -17,7 +17,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler"
@@ -78,9 +77,6 @@ waves moving at once. Ctrl-C stops it; running it again resumes.`,
 }
 
 func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
-	if ctx == nil {
-		ctx = context.Background()
-	}
 	if o.url == "" {
 		if !o.demo {
 			return withCode(ExitUsage, fmt.Errorf("--url is required (or --demo)"))
@@ -151,15 +147,15 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 // target applies a cluster's render when the plan's cluster name is a
 // context name.
 func clusterTarget(path string, force bool) (*apply.Target, error) {
-	kc, err := clientcmd.LoadFromFile(path)
+	kc, err := loadKubeconfig(path)
 	if err != nil {
-		return nil, fmt.Errorf("load kubeconfig: %w", err)
+		return nil, err
 	}
 	appliers := map[string]*apply.Applier{}
-	for name := range kc.Contexts {
-		cfg, err := clientcmd.NewNonInteractiveClientConfig(*kc, name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+	for name := range kc.cfg.Contexts {
+		cfg, err := kc.rest(name)
 		if err != nil {
-			return nil, fmt.Errorf("context %s: %w", name, err)
+			return nil, err
 		}
 		a, err := apply.New(cfg, name, apply.Options{ForceConflicts: force})
 		if err != nil {
