@@ -20,6 +20,7 @@ func newRenderCmd(g *Globals) *cobra.Command {
 		out       string
 		stepFlags []string
 		waveFlags []string
+		cmp       baseOptions
 	)
 	cmd := &cobra.Command{
 		Use:   "render [DIR]",
@@ -34,12 +35,44 @@ the migration's steps:
 
   ferry render --step onprem-to-eks/shop/cart=50 --wave onprem-to-eks/backends=100
 
-Exit codes: 0 rendered, 1 invalid plans, 2 usage or I/O error.`,
+Exit codes: 0 rendered, 1 invalid plans, 2 usage or I/O error.
+
+Pull requests: with --base REF, DIR must be inside a Git working copy.
+Render then loads and renders the plans of DIR at REF and at --head REF
+(default: the files in the working tree, what the author has, committed or
+not) and, instead of writing OUT, prints per cluster a unified diff of the
+built manifests and a summary: services added and removed, weights, steps,
+gates, windows and flags (rollback, paused) that change, when the migration
+and each wave would complete (assuming gates pass, as ferry plan timeline
+projects it), and the objects that would be pruned. Refs are anything
+"git rev-parse" takes: origin/main, a tag, a commit. Both sides are rendered
+at the same assumed progress: every service at weight 0, unless --state-dir
+names a state directory holding the daemon's state.db (its recorded
+weights) or --step/--wave set weights; a weight maps to the highest step of
+each side not above it. --format markdown writes a pull-request comment with
+a warning block for risky changes: prunes, moves larger than one step,
+removed gates, rollbacks and pauses set in Git. Plans that are invalid or
+missing at REF are compared as empty, with a note.
+
+  ferry render plans/ --base origin/main --format markdown
+
+Exit codes with --base: 0 valid and rendered, 1 plans invalid at head (the
+errors are printed as ferry validate prints them) or a --fail-on-* policy
+matched, 2 usage or infrastructure error (not a Git working copy, unknown
+ref).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
 			if len(args) == 1 {
 				dir = args[0]
+			}
+			if cmp.base != "" {
+				cmp.dir, cmp.stepFlags, cmp.waveFlags = dir, stepFlags, waveFlags
+				return runRenderBase(cmd.Context(), g, cmp)
+			}
+			if cmd.Flags().Changed("head") || cmd.Flags().Changed("format") || cmd.Flags().Changed("state-dir") ||
+				cmp.failOnPrune || cmp.failOnRollback {
+				return withCode(ExitUsage, errors.New("--head, --format, --state-dir and --fail-on-* need --base"))
 			}
 			repo, err := loadDir(dir)
 			if err != nil {
@@ -75,6 +108,12 @@ Exit codes: 0 rendered, 1 invalid plans, 2 usage or I/O error.`,
 	cmd.Flags().StringVar(&out, "out", "out", "directory to write OUT/<cluster>/ into")
 	cmd.Flags().StringArrayVar(&stepFlags, "step", nil, "render MIGRATION/NAMESPACE/NAME at WEIGHT percent (repeatable)")
 	cmd.Flags().StringArrayVar(&waveFlags, "wave", nil, "render every service of MIGRATION/WAVE at WEIGHT percent (repeatable)")
+	cmd.Flags().StringVar(&cmp.base, "base", "", "compare with the plans at this Git ref instead of writing OUT")
+	cmd.Flags().StringVar(&cmp.head, "head", "", "with --base: the Git ref to compare (default: the working tree)")
+	cmd.Flags().StringVar(&cmp.format, "format", "text", "with --base: text or markdown")
+	cmd.Flags().StringVar(&cmp.stateDir, "state-dir", "", "with --base: assume the progress recorded in this state directory")
+	cmd.Flags().BoolVar(&cmp.failOnPrune, "fail-on-prune", false, "with --base: exit 1 when objects would be pruned")
+	cmd.Flags().BoolVar(&cmp.failOnRollback, "fail-on-rollback", false, "with --base: exit 1 when a rollback is set in Git")
 	return cmd
 }
 
