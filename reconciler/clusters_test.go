@@ -40,11 +40,9 @@ migrations:
 func TestClustersReadinessBlocksThenPromotes(t *testing.T) {
 	env := cluster.StartT(t, "a", "b")
 	ctx := t.Context()
+	fixtures(t, env, []string{"a", "b"})
 	for _, name := range []string{"a", "b"} {
 		c := env.Clusters[name].Client
-		if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: "cart", Namespace: "shop"},
 			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "cart"}, Ports: []corev1.ServicePort{{Port: 80}}},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,14 @@ type Store interface {
 	Load(ctx context.Context, migration string) (state.Snapshot, error)
 	Save(ctx context.Context, c state.Change) (uint64, error)
 	Pending(ctx context.Context, migration string) ([]plans.Request, error)
+	Migrations(ctx context.Context) ([]string, error)
+}
+
+// Preflighter is a Target that can check, before a migration's first
+// step, that every cluster can take what ferry renders for it. It returns
+// the failed checks in words.
+type Preflighter interface {
+	Preflight(ctx context.Context, repo *plans.Repository, res *renderer.Result) []string
 }
 
 // Config composes a reconciler.
@@ -73,7 +82,26 @@ type Reconciler struct {
 	repo     *plans.Repository // last good
 	revision string
 	lastErr  error
+
+	// Owned by the loop (Reconcile is not called concurrently).
+	defs     map[string]*plans.Migration
+	svcDefs  map[plans.ServiceID]*plans.Service
+	clusters map[string]*plans.Cluster
+	retired  map[string]bool
+	warned   map[string]bool
+	checked  map[string]preflightResult
 }
+
+// preflightResult is a migration's last preflight, reused for a while.
+type preflightResult struct {
+	revision string
+	at       time.Time
+	failures []string
+}
+
+// preflightTTL is how long a preflight result stands before the checks
+// run again.
+const preflightTTL = time.Minute
 
 // New returns a reconciler.
 func New(cfg Config) *Reconciler {
@@ -83,7 +111,12 @@ func New(cfg Config) *Reconciler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{cfg: cfg, renderer: renderer.New()}
+	return &Reconciler{
+		cfg: cfg, renderer: renderer.New(),
+		defs: map[string]*plans.Migration{}, svcDefs: map[plans.ServiceID]*plans.Service{},
+		clusters: map[string]*plans.Cluster{}, retired: map[string]bool{}, warned: map[string]bool{},
+		checked: map[string]preflightResult{},
+	}
 }
 
 // Status is what the loop last did.
@@ -120,10 +153,16 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 		return errors.New("no good plan commit yet")
 	}
 	now := r.cfg.Now()
+	repo, gone, err := r.inForce(ctx, repo)
+	if err != nil {
+		return err
+	}
 
 	steps := plans.Steps{}
 	decisions := map[string]plans.Plan{}
 	before := map[string]state.Snapshot{}
+	render := *repo
+	render.Migrations = nil
 	for _, m := range repo.Migrations {
 		snap, err := r.cfg.Store.Load(ctx, m.Name)
 		if err != nil {
@@ -133,6 +172,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 		if progress == nil {
 			progress = map[string]plans.Progress{}
 		}
+		m = r.withRemoved(m, progress)
 		// Operator requests (ferry approve/pause/resume/rollback).
 		reqs, err := r.cfg.Store.Pending(ctx, m.Name)
 		if err != nil {
@@ -161,6 +201,18 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			ok, why = rc.Ready(ctx, m.From, s.Namespace, s.Name)
 			obs.FromReadiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
 		}
+		// A migration that has not started must pass preflight on every
+		// cluster first; until then nothing of it is applied and its
+		// services hold with the failures as the reason.
+		failures := r.preflight(ctx, repo, m, progress, rev, now)
+		if len(failures) > 0 {
+			why := "preflight failed: " + strings.Join(failures, "; ")
+			for _, s := range m.Services() {
+				obs.Readiness[s.Ref()] = plans.Readiness{Ready: false, Reason: why}
+			}
+		} else {
+			render.Migrations = append(render.Migrations, m)
+		}
 		plan := plans.Decide(now, m, progress, obs)
 		if r.cfg.Gates != nil {
 			obs.Gates = r.cfg.Gates.Observe(ctx, m, plan, rev, now)
@@ -183,7 +235,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 		}
 	}
 
-	res, err := r.renderer.Render(repo, steps)
+	res, err := r.renderer.Render(&render, steps)
 	if err != nil {
 		return fmt.Errorf("render %s: %w", rev, err)
 	}
@@ -214,10 +266,48 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
+	r.retire(ctx, gone)
 	if r.cfg.OnReconcile != nil {
 		r.cfg.OnReconcile(repo, decisions)
 	}
 	return nil
+}
+
+// started reports whether any service of a migration has moved or is
+// moving.
+func started(progress map[string]plans.Progress) bool {
+	for _, p := range progress {
+		if carrying(p) || p.Pending != plans.NoPending {
+			return true
+		}
+	}
+	return false
+}
+
+// preflight returns the failed preflight checks of m when m has not
+// started and the target can run them.
+func (r *Reconciler) preflight(ctx context.Context, repo *plans.Repository, m *plans.Migration, progress map[string]plans.Progress, rev string, now time.Time) []string {
+	pf, ok := r.cfg.Target.(Preflighter)
+	if !ok || started(progress) {
+		return nil
+	}
+	if c, ok := r.checked[m.Name]; ok && c.revision == rev && now.Sub(c.at) < preflightTTL {
+		return c.failures
+	}
+	one := *repo
+	one.Migrations = []*plans.Migration{m}
+	var failures []string
+	res, err := r.renderer.Render(&one, plans.Steps{})
+	if err != nil {
+		failures = []string{err.Error()}
+	} else {
+		failures = pf.Preflight(ctx, &one, res)
+	}
+	if len(failures) > 0 {
+		r.cfg.Logger.Warn("preflight failed; the migration does not start", "migration", m.Name, "failures", failures)
+	}
+	r.checked[m.Name] = preflightResult{revision: rev, at: now, failures: failures}
+	return failures
 }
 
 // poll takes a new commit when there is one. A commit that fails to load
@@ -244,6 +334,9 @@ func (r *Reconciler) poll(ctx context.Context) {
 		// builds are the cache the next reconcile reuses.
 		_, err = r.renderer.Render(repo, plans.Steps{})
 	}
+	if err == nil && len(repo.Migrations) == 0 {
+		err = r.refuseEmpty(ctx)
+	}
 	if err != nil {
 		refused := r.cfg.Source.Refuse(snap.Revision, err)
 		r.setErr(refused)
@@ -254,6 +347,10 @@ func (r *Reconciler) poll(ctx context.Context) {
 		r.setErr(err)
 		return
 	}
+	r.remember(repo)
+	for name, c := range repo.Clusters {
+		r.clusters[name] = c
+	}
 	if r.cfg.OnPlans != nil {
 		r.cfg.OnPlans(repo)
 	}
@@ -261,6 +358,34 @@ func (r *Reconciler) poll(ctx context.Context) {
 	r.repo, r.revision, r.lastErr = repo, snap.Revision, nil
 	r.mu.Unlock()
 	r.cfg.Logger.Info("plans in force", "revision", snap.Revision, "migrations", len(repo.Migrations))
+}
+
+// refuseEmpty refuses plans without a migration while a stored one still
+// carries traffic: an emptied repository (a wrong path, a bad merge) must
+// not roll every migration back. Retiring them all is explicit: set
+// rollback: true, let them reach 0%, then remove them.
+func (r *Reconciler) refuseEmpty(ctx context.Context) error {
+	names, err := r.cfg.Store.Migrations(ctx)
+	if err != nil {
+		return err
+	}
+	var busy []string
+	for _, name := range names {
+		snap, err := r.cfg.Store.Load(ctx, name)
+		if err != nil {
+			return err
+		}
+		for _, p := range snap.Services {
+			if carrying(p) {
+				busy = append(busy, name)
+				break
+			}
+		}
+	}
+	if len(busy) > 0 {
+		return fmt.Errorf("the plans hold no migration, but %s still carry traffic; an empty plan never retires them: set rollback: true on them, let them reach 0%%, then remove them", strings.Join(busy, ", "))
+	}
+	return nil
 }
 
 func (r *Reconciler) setErr(err error) {

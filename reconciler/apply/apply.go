@@ -148,6 +148,7 @@ func (e *ConflictError) Unwrap() error { return e.Err }
 // concurrent use by Applies of different migrations.
 type Applier struct {
 	cluster string
+	cfg     *rest.Config
 	opts    Options
 	dyn     dynamic.Interface
 	kube    kubernetes.Interface
@@ -183,7 +184,7 @@ func New(cfg *rest.Config, cluster string, opts Options) (*Applier, error) {
 		return nil, fmt.Errorf("cluster %s: client: %w", cluster, err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
-	return &Applier{cluster: cluster, opts: opts, dyn: dyn, kube: kube, mapper: mapper}, nil
+	return &Applier{cluster: cluster, cfg: cfg, opts: opts, dyn: dyn, kube: kube, mapper: mapper}, nil
 }
 
 // call runs f with the per-call timeout.

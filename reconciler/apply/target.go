@@ -7,7 +7,9 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler"
+	"github.com/ferry-dev/ferry/reconciler/preflight"
 	"github.com/ferry-dev/ferry/renderer"
 )
 
@@ -23,8 +25,38 @@ const OverlayInventory = "overlay"
 type Target struct {
 	appliers map[string]*Applier
 
-	mu   sync.Mutex
-	last map[string]map[string]ChangeSet
+	mu     sync.Mutex
+	last   map[string]map[string]ChangeSet
+	routes map[string]string // plan cluster -> applier; nil: by name
+}
+
+// Route makes the plan's clusters reach their appliers through their
+// kubeconfig contexts (clusters.<name>.context): appliers are then keyed
+// by context, and a cluster without a context is render-only.
+func (t *Target) Route(repo *plans.Repository) {
+	routes := map[string]string{}
+	for name, c := range repo.Clusters {
+		if c.Context != "" {
+			routes[name] = c.Context
+		}
+	}
+	t.mu.Lock()
+	t.routes = routes
+	t.mu.Unlock()
+}
+
+// applier returns the applier of a plan cluster, or nil.
+func (t *Target) applier(cluster string) *Applier {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.routes == nil {
+		return t.appliers[cluster]
+	}
+	cx, ok := t.routes[cluster]
+	if !ok {
+		return nil
+	}
+	return t.appliers[cx]
 }
 
 // NewTarget returns a Target over appliers, by cluster name. Clusters of a
@@ -38,9 +70,9 @@ func (t *Target) CheckReadiness() bool { return true }
 
 // Ready reports whether namespace/service has ready endpoints in cluster.
 func (t *Target) Ready(ctx context.Context, cluster, namespace, service string) (bool, string) {
-	a := t.appliers[cluster]
+	a := t.applier(cluster)
 	if a == nil {
-		return false, fmt.Sprintf("cluster %s: no API access configured", cluster)
+		return false, fmt.Sprintf("cluster %s: no API access configured (no kubeconfig context): readiness cannot be checked", cluster)
 	}
 	return a.Ready(ctx, namespace, service)
 }
@@ -55,7 +87,7 @@ func (t *Target) Apply(ctx context.Context, res *renderer.Result) error {
 		last = map[string]map[string]ChangeSet{}
 	)
 	for _, out := range res.Clusters {
-		a := t.appliers[out.Name]
+		a := t.applier(out.Name)
 		if a == nil {
 			continue
 		}
@@ -101,4 +133,53 @@ func (t *Target) LastChanges() map[string]map[string]ChangeSet {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.last
+}
+
+// Retire prunes migration's inventory on every cluster (see
+// Applier.Retire).
+func (t *Target) Retire(ctx context.Context, migration string) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, a := range t.appliers {
+		wg.Go(func() {
+			_, err := a.Retire(ctx, migration)
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Preflight runs the preflight checks of every cluster of res that has an
+// Applier and returns the failed ones in words.
+func (t *Target) Preflight(ctx context.Context, repo *plans.Repository, res *renderer.Result) []string {
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		out []string
+	)
+	for _, c := range res.Clusters {
+		a := t.applier(c.Name)
+		if a == nil {
+			continue
+		}
+		wg.Go(func() {
+			rs := preflight.Check(ctx, a.cfg, repo, c, a.opts.Timeout)
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range rs {
+				if !r.OK {
+					out = append(out, fmt.Sprintf("cluster %s: %s: %s", r.Cluster, r.Check, r.Reason))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(out)
+	return out
 }

@@ -40,11 +40,17 @@ type Evaluator struct {
 	// HTTP is the client for queries and hooks; http.DefaultClient when
 	// nil. Timeouts come from the gates, not from the client.
 	HTTP *http.Client
+	// Timed, when set, is told how long each evaluation took (metrics).
+	Timed func(kind plans.GateKind, d time.Duration)
 }
 
 // Evaluate evaluates one gate for t.
 func (e *Evaluator) Evaluate(ctx context.Context, g plans.Gate, t Target) plans.GateResult {
 	var r plans.GateResult
+	if e.Timed != nil {
+		start := time.Now()
+		defer func() { e.Timed(g.Kind, time.Since(start)) }()
+	}
 	switch g.Kind {
 	case plans.GatePrometheus:
 		r = e.prometheus(ctx, g, t)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -365,4 +366,20 @@ func (k *Kube) archive(ctx context.Context, migration string, chunk int, lines s
 		return fmt.Errorf("configmap %s/%s: %w", k.namespace, cm.Name, err)
 	}
 	return nil
+}
+
+// Migrations returns the names of the migrations the store has state for.
+func (k *Kube) Migrations(ctx context.Context) ([]string, error) {
+	list, err := k.client.CoreV1().ConfigMaps(k.namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelPart + "=progress"})
+	if err != nil {
+		return nil, fmt.Errorf("state: list migrations: %w", err)
+	}
+	var out []string
+	for _, cm := range list.Items {
+		if m := cm.Annotations[AnnotationMigration]; m != "" {
+			out = append(out, m)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

@@ -29,6 +29,8 @@ type Progress interface {
 	Load(ctx context.Context, migration string) (Snapshot, error)
 	// Save writes a change atomically and returns the new version.
 	Save(ctx context.Context, c Change) (uint64, error)
+	// Migrations lists, sorted, the migrations with saved state.
+	Migrations(ctx context.Context) ([]string, error)
 }
 
 // History reads the append-only history of decisions.

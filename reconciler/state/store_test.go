@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -55,6 +56,9 @@ func testRoundTrip(t *testing.T, st state.Store) {
 	}
 	if v != 1 {
 		t.Errorf("version after the first save: %d", v)
+	}
+	if ms, err := st.Migrations(ctx); err != nil || !slices.Equal(ms, []string{"shop"}) {
+		t.Errorf("Migrations = %q, %v; want [shop]", ms, err)
 	}
 	got, err := st.Load(ctx, "shop")
 	if err != nil {

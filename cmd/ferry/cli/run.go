@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -24,7 +23,6 @@ import (
 	"github.com/ferry-dev/ferry/reconciler/gates"
 	"github.com/ferry-dev/ferry/reconciler/source"
 	"github.com/ferry-dev/ferry/reconciler/state"
-	"github.com/ferry-dev/ferry/renderer"
 )
 
 func init() { register(newRunCmd) }
@@ -107,13 +105,13 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 		return withCode(ExitUsage, err)
 	}
 	var target reconciler.Target = &reconciler.DirTarget{Dir: o.out}
-	var ct *contextTarget
+	var ct *apply.Target
 	if o.kubeconfig != "" {
 		t, err := clusterTarget(o.kubeconfig, o.forceConflicts)
 		if err != nil {
 			return withCode(ExitUsage, err)
 		}
-		ct = &contextTarget{t: t}
+		ct = t
 		target = ct
 		fmt.Fprintf(g.Stderr, "ferry: applying to the contexts of %s\n", o.kubeconfig)
 	} else {
@@ -133,7 +131,7 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 		cfg.Tweak = demoTimings
 	}
 	if ct != nil {
-		cfg.OnPlans = ct.setPlans
+		cfg.OnPlans = ct.Route
 	}
 	r := reconciler.New(cfg)
 	if err := r.Run(ctx, o.interval); err != nil {
@@ -164,57 +162,6 @@ func clusterTarget(path string, force bool) (*apply.Target, error) {
 		appliers[name] = a
 	}
 	return apply.NewTarget(appliers), nil
-}
-
-// contextTarget applies each plan cluster's render through the applier of
-// its kubeconfig context (clusters.<name>.context); render-only clusters
-// (no context) are not applied.
-type contextTarget struct {
-	t  *apply.Target
-	mu sync.Mutex
-	cx map[string]string // plan cluster -> context
-}
-
-func (c *contextTarget) setPlans(repo *plans.Repository) {
-	cx := map[string]string{}
-	for name, cl := range repo.Clusters {
-		if cl.Context != "" {
-			cx[name] = cl.Context
-		}
-	}
-	c.mu.Lock()
-	c.cx = cx
-	c.mu.Unlock()
-}
-
-func (c *contextTarget) context(cluster string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cx[cluster]
-}
-
-func (c *contextTarget) CheckReadiness() bool { return true }
-
-func (c *contextTarget) Ready(ctx context.Context, cluster, ns, svc string) (bool, string) {
-	cx := c.context(cluster)
-	if cx == "" {
-		return false, fmt.Sprintf("cluster %s has no kubeconfig context: readiness cannot be checked", cluster)
-	}
-	return c.t.Ready(ctx, cx, ns, svc)
-}
-
-func (c *contextTarget) Apply(ctx context.Context, res *renderer.Result) error {
-	out := &renderer.Result{}
-	for _, cl := range res.Clusters {
-		cx := c.context(cl.Name)
-		if cx == "" {
-			continue
-		}
-		cp := *cl
-		cp.Name = cx
-		out.Clusters = append(out.Clusters, &cp)
-	}
-	return c.t.Apply(ctx, out)
 }
 
 // demoTimings shortens a plan so that a newcomer sees a wave finish in

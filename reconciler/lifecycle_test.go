@@ -1,0 +1,364 @@
+package reconciler_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/ferry-dev/ferry/plans"
+	"github.com/ferry-dev/ferry/reconciler"
+	"github.com/ferry-dev/ferry/reconciler/apply"
+	"github.com/ferry-dev/ferry/reconciler/gates"
+	"github.com/ferry-dev/ferry/reconciler/state"
+	"github.com/ferry-dev/ferry/test/cluster"
+)
+
+var trafficSplits = schema.GroupVersionResource{Group: "split.smi-spec.io", Version: "v1alpha2", Resource: "trafficsplits"}
+
+var links = schema.GroupVersionResource{Group: "multicluster.linkerd.io", Version: "v1alpha1", Resource: "links"}
+
+// fixtures makes namespace shop, a Service with ready endpoints for each
+// name, and the Linkerd Link to the peer, in the given clusters of a
+// two-cluster env — what the mesh and its controllers would provide in a
+// real cluster.
+func fixtures(t *testing.T, env *cluster.Env, clusters []string, services ...string) {
+	t.Helper()
+	ctx := t.Context()
+	for _, cl := range clusters {
+		c := env.Clusters[cl].Client
+		for _, ns := range []string{"shop", "linkerd-multicluster"} {
+			_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+			if err != nil && !apierrors.IsAlreadyExists(err) {
+				t.Fatal(err)
+			}
+		}
+		peer := map[string]string{"a": "b", "b": "a"}[cl]
+		link := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "multicluster.linkerd.io/v1alpha1", "kind": "Link",
+			"metadata": map[string]any{"name": peer, "namespace": "linkerd-multicluster"},
+			"spec":     map[string]any{"targetClusterName": peer},
+		}}
+		_, err := env.Clusters[cl].Dynamic.Resource(links).Namespace("linkerd-multicluster").Create(ctx, link, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		for _, name := range services {
+			svc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+				Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Port: 80}}},
+			}
+			if _, err := c.CoreV1().Services("shop").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			yes := true
+			slice := &discoveryv1.EndpointSlice{
+				ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "shop", Labels: map[string]string{"kubernetes.io/service-name": name}},
+				AddressType: discoveryv1.AddressTypeIPv4,
+				Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}}},
+			}
+			if _, err := c.DiscoveryV1().EndpointSlices("shop").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+func clusterTarget(t *testing.T, env *cluster.Env, names ...string) *apply.Target {
+	t.Helper()
+	appliers := map[string]*apply.Applier{}
+	for _, name := range names {
+		a, err := apply.New(env.Clusters[name].Config, name, apply.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appliers[name] = a
+	}
+	return apply.NewTarget(appliers)
+}
+
+// toWeight returns the weight the TrafficSplit shop/<svc> of cluster cl
+// gives the migration's `to` side, b: the remote backend in a, the local
+// one in b; -1 when there is no split.
+func toWeight(t *testing.T, env *cluster.Env, cl, svc string) int64 {
+	t.Helper()
+	ts, err := env.Clusters[cl].Dynamic.Resource(trafficSplits).Namespace("shop").Get(context.Background(), svc, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return -1
+	}
+	if err != nil {
+		t.Fatalf("cluster %s: %v", cl, err)
+	}
+	backends, _, _ := unstructured.NestedSlice(ts.Object, "spec", "backends")
+	var sum, to int64
+	for i, b := range backends {
+		w, _ := b.(map[string]any)["weight"].(int64)
+		sum += w
+		if (cl == "a") == (i == 1) {
+			to = w
+		}
+	}
+	if sum != 100 {
+		t.Fatalf("cluster %s: split %s weights sum to %d: %v", cl, svc, sum, backends)
+	}
+	return to
+}
+
+// loop is a reconciler on a fake clock that moves 10 s per Reconcile.
+type loop struct {
+	t    *testing.T
+	r    *reconciler.Reconciler
+	now  time.Time
+	last map[string]plans.Plan
+}
+
+func newClusterLoop(t *testing.T, store reconciler.Store, src reconciler.Source, target reconciler.Target, ev *gates.Evaluator) *loop {
+	l := &loop{t: t, now: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)}
+	l.r = reconciler.New(reconciler.Config{
+		Source: src, Store: store, Target: target, Gates: ev,
+		Now:         func() time.Time { return l.now },
+		OnReconcile: func(_ *plans.Repository, d map[string]plans.Plan) { l.last = d },
+	})
+	return l
+}
+
+func (l *loop) tick(n int) {
+	l.t.Helper()
+	for range n {
+		if err := l.r.Reconcile(l.t.Context()); err != nil {
+			l.t.Fatal(err)
+		}
+		l.now = l.now.Add(10 * time.Second)
+	}
+}
+
+func (l *loop) decision(m, svc string) plans.Decision {
+	l.t.Helper()
+	p, ok := l.last[m]
+	if !ok || p.Decision(svc) == nil {
+		l.t.Fatalf("no decision for %s %s in the last reconcile", m, svc)
+	}
+	return *p.Decision(svc)
+}
+
+// TestPreflightGatesFirstStep: a migration whose target cluster lacks the
+// plan's namespace fails preflight; nothing of it is applied anywhere and
+// its service holds with the failure as the reason. Once the namespace
+// and the service exist, it starts.
+func TestPreflightGatesFirstStep(t *testing.T) {
+	env := cluster.StartT(t, "a", "b")
+	fixtures(t, env, []string{"a"}, "cart")
+	_, src, store := newLoop(t, clusterPlan)
+	l := newClusterLoop(t, store, src, clusterTarget(t, env, "a", "b"), nil)
+	l.tick(3)
+	d := l.decision("m", "shop/cart")
+	if d.Progress.Step != 0 || !strings.Contains(d.Blocked, "preflight failed") || !strings.Contains(d.Blocked, "namespace shop does not exist") {
+		t.Fatalf("step %d, blocked %q; want a hold at 0 on the failed preflight", d.Progress.Step, d.Blocked)
+	}
+	for _, cl := range []string{"a", "b"} {
+		if w := toWeight(t, env, cl, "cart"); w != -1 {
+			t.Errorf("cluster %s: a TrafficSplit exists before preflight passed", cl)
+		}
+		_, err := env.Clusters[cl].Client.CoreV1().ConfigMaps(apply.InventoryNamespace).Get(t.Context(), apply.InventoryName("m"), metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("cluster %s: inventory of m: %v; want none", cl, err)
+		}
+	}
+	h, err := store.History(t.Context(), "m", "shop/cart")
+	if err != nil || !strings.Contains(eventsText(h), "preflight failed") {
+		t.Errorf("history does not say why the service holds: %v\n%s", err, eventsText(h))
+	}
+
+	fixtures(t, env, []string{"b"}, "cart")
+	l.now = l.now.Add(time.Minute) // the failed result is reused for a minute
+	l.tick(8)
+	if d := l.decision("m", "shop/cart"); d.Progress.Step != 2 {
+		t.Fatalf("step %d after fixing the cluster, want 2 (100%%); blocked %q", d.Progress.Step, d.Blocked)
+	}
+	if w := toWeight(t, env, "a", "cart"); w != 100 {
+		t.Errorf("cluster a sends %d%% to b, want 100", w)
+	}
+}
+
+func eventsText(h []state.Event) string {
+	var b strings.Builder
+	for _, e := range h {
+		b.WriteString(string(e.Kind) + " " + e.Reason + "\n")
+	}
+	return b.String()
+}
+
+const gatePlan = `
+clusters: {a: {context: a}, b: {context: b}}
+migrations:
+  m:
+    from: a
+    to: b
+    provider: linkerd
+    steps: [0, 25, 50, 100]
+    soak: 10s
+    window: {schedule: ["@every 10s"]}
+    failureThreshold: 2
+    onFailure: rollback
+    gates:
+      - name: smoke
+        webhook: {url: "URL", timeout: 2s}
+    waves:
+      - name: first
+        maxConcurrent: 2
+        services: [shop/cart, shop/web]
+`
+
+// TestFailingGateRollsBackBothClusters: a webhook gate that starts failing
+// mid-wave rolls every service of the wave back to 0% on both clusters at
+// once, after failureThreshold consecutive failures, and nothing moves
+// again on its own.
+func TestFailingGateRollsBackBothClusters(t *testing.T) {
+	env := cluster.StartT(t, "a", "b")
+	fixtures(t, env, []string{"a", "b"}, "cart", "web")
+	var failing atomic.Bool
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "smoke test failed: 503 from /checkout", http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer hook.Close()
+	_, src, store := newLoop(t, strings.Replace(gatePlan, "URL", hook.URL, 1))
+	l := newClusterLoop(t, store, src, clusterTarget(t, env, "a", "b"), &gates.Evaluator{})
+	for i := 0; i < 20 && l.decision2("m", "shop/cart").Progress.Weight < 50; i++ {
+		l.tick(1)
+	}
+	if w := l.decision("m", "shop/cart").Progress.Weight; w != 50 {
+		t.Fatalf("cart at %d%%, want 50 before the gate fails", w)
+	}
+	for _, cl := range []string{"a", "b"} {
+		if w := toWeight(t, env, cl, "cart"); w != 50 {
+			t.Fatalf("cluster %s sends %d%% of cart to b, want 50", cl, w)
+		}
+	}
+	failing.Store(true)
+	l.tick(6)
+	for _, svc := range []string{"cart", "web"} {
+		d := l.decision("m", "shop/"+svc)
+		if d.Progress.Weight != 0 || d.Progress.State != plans.StateRolledBack {
+			t.Errorf("%s: weight %d, state %s; want rolled back to 0 (blocked %q)", svc, d.Progress.Weight, d.Progress.State, d.Blocked)
+		}
+		for _, cl := range []string{"a", "b"} {
+			if w := toWeight(t, env, cl, svc); w != 0 {
+				t.Errorf("cluster %s: split %s gives b %d%%, want 0", cl, svc, w)
+			}
+		}
+	}
+	// Rolled back means frozen: with the gate passing again, nothing moves
+	// until a person resumes.
+	failing.Store(false)
+	l.tick(4)
+	if d := l.decision("m", "shop/cart"); d.Progress.Weight != 0 {
+		t.Errorf("cart moved to %d%% by itself after the rollback", d.Progress.Weight)
+	}
+	h, _ := store.History(t.Context(), "m", "shop/cart")
+	if !strings.Contains(eventsText(h), "rollback") {
+		t.Errorf("history has no rollback:\n%s", eventsText(h))
+	}
+}
+
+// decision2 is decision without failing when nothing was decided yet.
+func (l *loop) decision2(m, svc string) plans.Decision {
+	if p, ok := l.last[m]; ok && p.Decision(svc) != nil {
+		return *p.Decision(svc)
+	}
+	return plans.Decision{}
+}
+
+const twoMigrations = `
+clusters: {a: {context: a}, b: {context: b}}
+migrations:
+  m:
+    from: a
+    to: b
+    provider: linkerd
+    steps: [0, 50, 100]
+    soak: 30s
+    window: {schedule: ["@every 10s"]}
+    waves:
+      - name: first
+        services: [shop/cart]
+  n:
+    from: a
+    to: b
+    provider: linkerd
+    steps: [0, 50, 100]
+    soak: 30s
+    window: {schedule: ["@every 10s"]}
+    waves:
+      - name: first
+        maxConcurrent: 2
+        services: [shop/web, shop/api]
+`
+
+// TestRemovalIsTrafficFirst: removing a whole migration, and a service of
+// another, while traffic flows to them first sends that traffic back to
+// 0% on every cluster (the split stays, at 0) and only then prunes their
+// objects and the removed migration's inventory; what stays in the plans
+// is left alone.
+func TestRemovalIsTrafficFirst(t *testing.T) {
+	env := cluster.StartT(t, "a", "b")
+	fixtures(t, env, []string{"a", "b"}, "cart", "web", "api")
+	repoDir, src, store := newLoop(t, twoMigrations)
+	l := newClusterLoop(t, store, src, clusterTarget(t, env, "a", "b"), nil)
+	l.tick(1)
+	for _, s := range []struct{ m, svc string }{{"m", "cart"}, {"n", "web"}, {"n", "api"}} {
+		if w := toWeight(t, env, "a", s.svc); w != 50 {
+			t.Fatalf("%s at %d%% on a, want 50 before the removal", s.svc, w)
+		}
+	}
+	// Remove migration m and service shop/api of n.
+	next := twoMigrations[:strings.Index(twoMigrations, "  m:")] + twoMigrations[strings.Index(twoMigrations, "  n:"):]
+	commit(t, repoDir, strings.Replace(next, "[shop/web, shop/api]", "[shop/web]", 1))
+
+	l.tick(1)
+	for _, svc := range []string{"cart", "api"} {
+		for _, cl := range []string{"a", "b"} {
+			if w := toWeight(t, env, cl, svc); w != 0 {
+				t.Fatalf("first reconcile after the removal: cluster %s split %s gives b %d%%, want 0 (traffic first)", cl, svc, w)
+			}
+		}
+	}
+	if w := toWeight(t, env, "a", "web"); w < 50 {
+		t.Fatalf("web, still in the plan, went back to %d%%", w)
+	}
+	l.tick(2)
+	for _, svc := range []string{"cart", "api"} {
+		for _, cl := range []string{"a", "b"} {
+			if w := toWeight(t, env, cl, svc); w != -1 {
+				t.Errorf("cluster %s: split %s still exists after its traffic went back", cl, svc)
+			}
+		}
+	}
+	for _, cl := range []string{"a", "b"} {
+		_, err := env.Clusters[cl].Client.CoreV1().ConfigMaps(apply.InventoryNamespace).Get(t.Context(), apply.InventoryName("m"), metav1.GetOptions{})
+		if !apierrors.IsNotFound(err) {
+			t.Errorf("cluster %s: inventory of the removed migration m: %v; want it gone", cl, err)
+		}
+		// The Services ferry merely routes for are never deleted.
+		if _, err := env.Clusters[cl].Client.CoreV1().Services("shop").Get(t.Context(), "cart", metav1.GetOptions{}); err != nil {
+			t.Errorf("cluster %s: Service shop/cart: %v", cl, err)
+		}
+	}
+	l.tick(2)
+	if w := toWeight(t, env, "a", "web"); w != 100 {
+		t.Errorf("web at %d%%, want 100: the rest of the plans keeps moving", w)
+	}
+}
