@@ -67,6 +67,9 @@ ref).`,
 				dir = args[0]
 			}
 			if cmp.base != "" {
+				if cmd.Flags().Changed("out") {
+					return withCode(ExitUsage, errors.New("--out: nothing is written with --base"))
+				}
 				cmp.dir, cmp.stepFlags, cmp.waveFlags = dir, stepFlags, waveFlags
 				return runRenderBase(cmd.Context(), g, cmp)
 			}

@@ -15,6 +15,10 @@ const markdownMarker = "<!-- ferry render --base -->"
 // comments over 65,536 characters, and a reviewer reads the rest locally.
 const maxDiffLines = 400
 
+// maxCommentBytes leaves room under GitHub's limit for the closing lines;
+// the diffs of clusters past it are left out.
+const maxCommentBytes = 60000
+
 // writeText prints each cluster's diff, then the summary.
 func writeText(w io.Writer, c *comparison) error {
 	for _, d := range c.Clusters {
@@ -100,9 +104,13 @@ func writeMarkdown(w io.Writer, c *comparison) error {
 		fmt.Fprintf(&b, "\n<details><summary>%s: %d added, %d changed, %d pruned</summary>\n\n", mdText(d.Cluster), len(d.Added), len(d.Changed), len(d.Pruned))
 		diff, cut := truncateLines(d.Diff, maxDiffLines)
 		fence := mdFence(diff)
-		fmt.Fprintf(&b, "%sdiff\n%s%s\n", fence, diff, fence)
+		block := fmt.Sprintf("%sdiff\n%s%s\n", fence, diff, fence)
+		if b.Len()+len(block) > maxCommentBytes {
+			block, cut = "", strings.Count(d.Diff, "\n")
+		}
+		b.WriteString(block)
 		if cut > 0 {
-			fmt.Fprintf(&b, "\n%d more lines: run `ferry render --base` locally.\n", cut)
+			fmt.Fprintf(&b, "\n%d more diff lines: run `ferry render --base` locally.\n", cut)
 		}
 		b.WriteString("\n</details>\n")
 	}
