@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler/gates"
+	"github.com/ferry-dev/ferry/reconciler/metrics"
 	"github.com/ferry-dev/ferry/reconciler/source"
 	"github.com/ferry-dev/ferry/reconciler/state"
 	"github.com/ferry-dev/ferry/renderer"
@@ -71,7 +73,23 @@ type Config struct {
 	// OnReconcile is called after every reconcile with the plans in force
 	// and the decisions taken, for progress views.
 	OnReconcile func(repo *plans.Repository, decisions map[string]plans.Plan)
+	// OnEvents is called with the history events of every saved decision
+	// (Kubernetes Events, notifications).
+	OnEvents func(ctx context.Context, migration string, events []state.Event)
+	// Metrics records what the loop does; nil records nothing.
+	Metrics *metrics.Metrics
+	// Drain is how long an in-flight reconcile may go on after the
+	// context of Run ended, before it is abandoned.
+	Drain time.Duration
+	// Fence, when set, is asked right before anything is written to the
+	// store or a target; false (this replica lost its lease) skips the
+	// write.
+	Fence func() bool
 }
+
+// ErrFenced is returned when a reconcile stopped because Fence said this
+// replica may no longer write.
+var ErrFenced = errors.New("not the leader any more: nothing written")
 
 // Reconciler runs the loop.
 type Reconciler struct {
@@ -90,6 +108,9 @@ type Reconciler struct {
 	retired  map[string]bool
 	warned   map[string]bool
 	checked  map[string]preflightResult
+
+	trigger chan struct{}
+	alive   atomic.Int64 // unix nanos of the last finished reconcile
 }
 
 // preflightResult is a migration's last preflight, reused for a while.
@@ -115,7 +136,7 @@ func New(cfg Config) *Reconciler {
 		cfg: cfg, renderer: renderer.New(),
 		defs: map[string]*plans.Migration{}, svcDefs: map[plans.ServiceID]*plans.Service{},
 		clusters: map[string]*plans.Cluster{}, retired: map[string]bool{}, warned: map[string]bool{},
-		checked: map[string]preflightResult{},
+		checked: map[string]preflightResult{}, trigger: make(chan struct{}, 1),
 	}
 }
 
@@ -126,21 +147,57 @@ func (r *Reconciler) Status() (revision string, err error) {
 	return r.revision, r.lastErr
 }
 
-// Run reconciles every interval until ctx ends.
+// Trigger asks Run for a reconcile now (a webhook said the plans moved).
+// It never blocks: triggers that arrive while one is pending merge into
+// it, so a burst of them makes one reconcile.
+func (r *Reconciler) Trigger() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// LastReconcile returns when the last reconcile finished, for liveness.
+func (r *Reconciler) LastReconcile() time.Time {
+	n := r.alive.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Run reconciles every interval, and at once on Trigger, until ctx ends.
 func (r *Reconciler) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// The work of a reconcile outlives ctx by Drain, so a shutdown lets
+	// the in-flight apply finish rather than cut it in half.
+	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
+	defer abandon()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(r.cfg.Drain, abandon) })
+	defer stop()
 	for {
-		if err := r.Reconcile(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		if ctx.Err() != nil {
+			return nil
+		}
+		start := time.Now()
+		err := r.Reconcile(work)
+		r.cfg.Metrics.Reconciled(time.Since(start), err)
+		r.alive.Store(time.Now().UnixNano())
+		if err != nil && !errors.Is(err, context.Canceled) {
 			r.cfg.Logger.Error("reconcile", "error", err)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-r.trigger:
 		}
 	}
 }
+
+// fenced reports whether writes must stop.
+func (r *Reconciler) fenced() bool { return r.cfg.Fence != nil && !r.cfg.Fence() }
 
 // Reconcile polls the source once, then decides, renders, applies and
 // persists every migration of the plans in force.
@@ -218,14 +275,22 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			obs.Gates = r.cfg.Gates.Observe(ctx, m, plan, rev, now)
 			plan = plans.Decide(now, m, progress, obs)
 		}
+		if r.fenced() {
+			return ErrFenced
+		}
 		// Write-ahead: the intent is durable before traffic moves.
+		events := state.Events(progress, plan, rev)
 		v, err := r.cfg.Store.Save(ctx, state.Change{
 			Migration: m.Name, Version: snap.Version, Services: plan.Progress(),
-			Commit: rev, At: now, Events: state.Events(progress, plan, rev), Done: done,
+			Commit: rev, At: now, Events: events, Done: done,
 		})
 		if err != nil {
 			return fmt.Errorf("migration %s: save intent: %w", m.Name, err)
 		}
+		if r.cfg.OnEvents != nil && len(events) > 0 {
+			r.cfg.OnEvents(ctx, m.Name, events)
+		}
+		r.cfg.Metrics.Gates(m, plan)
 		snap.Version = v
 		snap.Services = plan.Progress()
 		before[m.Name] = snap
@@ -238,6 +303,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	res, err := r.renderer.Render(&render, steps)
 	if err != nil {
 		return fmt.Errorf("render %s: %w", rev, err)
+	}
+	if r.fenced() {
+		return ErrFenced
 	}
 	if err := r.cfg.Target.Apply(ctx, res); err != nil {
 		return fmt.Errorf("apply %s: %w", rev, err)
@@ -267,6 +335,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 		}
 	}
 	r.retire(ctx, gone)
+	for _, m := range repo.Migrations {
+		r.cfg.Metrics.Progress(m, decisions[m.Name])
+	}
 	if r.cfg.OnReconcile != nil {
 		r.cfg.OnReconcile(repo, decisions)
 	}
@@ -315,6 +386,10 @@ func (r *Reconciler) preflight(ctx context.Context, repo *plans.Repository, m *p
 func (r *Reconciler) poll(ctx context.Context) {
 	snap, changed, err := r.cfg.Source.Poll(ctx)
 	if err != nil {
+		var refused *source.RefusedError
+		if !errors.As(err, &refused) {
+			r.cfg.Metrics.SourceError()
+		}
 		r.setErr(err)
 		r.cfg.Logger.Error("poll plans", "error", err)
 		return
@@ -339,6 +414,7 @@ func (r *Reconciler) poll(ctx context.Context) {
 	}
 	if err != nil {
 		refused := r.cfg.Source.Refuse(snap.Revision, err)
+		r.cfg.Metrics.PlansRefused()
 		r.setErr(refused)
 		r.cfg.Logger.Error("plan commit refused; the last good one stays in force", "revision", snap.Revision, "error", err)
 		return
@@ -357,6 +433,7 @@ func (r *Reconciler) poll(ctx context.Context) {
 	r.mu.Lock()
 	r.repo, r.revision, r.lastErr = repo, snap.Revision, nil
 	r.mu.Unlock()
+	r.cfg.Metrics.PlansInForce(snap.Revision)
 	r.cfg.Logger.Info("plans in force", "revision", snap.Revision, "migrations", len(repo.Migrations))
 }
 

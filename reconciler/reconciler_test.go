@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,4 +144,44 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// TestTriggerCoalesces: with an hour between polls, a trigger makes the
+// loop reconcile at once, and a burst of triggers makes one or two
+// reconciles, not one each.
+func TestTriggerCoalesces(t *testing.T) {
+	_, src, store := newLoop(t, plan)
+	var mu sync.Mutex
+	count := 0
+	r := reconciler.New(reconciler.Config{
+		Source: src, Store: store, Target: &reconciler.DirTarget{Dir: t.TempDir()},
+		OnReconcile: func(*plans.Repository, map[string]plans.Plan) {
+			mu.Lock()
+			count++
+			mu.Unlock()
+			time.Sleep(50 * time.Millisecond) // a reconcile takes time; triggers pile up meanwhile
+		},
+	})
+	n := func() int { mu.Lock(); defer mu.Unlock(); return count }
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx, time.Hour) }()
+	for n() < 1 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for range 100 {
+		r.Trigger()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for n() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := n(); got < 2 || got > 3 {
+		t.Fatalf("%d reconciles for 1 start and a burst of 100 triggers, want 2 or 3", got)
+	}
 }

@@ -139,9 +139,20 @@ func (m *Metrics) SourceError() {
 	m.sourceErrs.Inc()
 }
 
-// Decided records the progress and the new gate results of a migration's
-// services.
-func (m *Metrics) Decided(mig *plans.Migration, plan plans.Plan) {
+// Gates counts the new gate results of a migration's decisions.
+func (m *Metrics) Gates(mig *plans.Migration, plan plans.Plan) {
+	if m == nil {
+		return
+	}
+	for _, d := range plan.Decisions {
+		for _, r := range d.Round {
+			m.gateResults.WithLabelValues(mig.Name, r.Gate, string(r.Verdict)).Inc()
+		}
+	}
+}
+
+// Progress records the step and weight of a migration's services.
+func (m *Metrics) Progress(mig *plans.Migration, plan plans.Plan) {
 	if m == nil {
 		return
 	}
@@ -153,9 +164,6 @@ func (m *Metrics) Decided(mig *plans.Migration, plan plans.Plan) {
 		}
 		m.weight.WithLabelValues(mig.Name, d.Service).Set(float64(w))
 		m.step.WithLabelValues(mig.Name, d.Service).Set(float64(step))
-		for _, r := range d.Round {
-			m.gateResults.WithLabelValues(mig.Name, r.Gate, string(r.Verdict)).Inc()
-		}
 	}
 }
 
