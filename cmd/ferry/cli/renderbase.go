@@ -53,68 +53,25 @@ func runRenderBase(ctx context.Context, g *Globals, opts baseOptions) error {
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
-	var notes []string
-
-	head := &side{label: workingTree}
-	if opts.head == "" {
-		head.repo, err = loadDir(opts.dir)
-	} else {
-		var fsys fs.FS
-		fsys, head.label, err = treeAt(gr, opts.head, rel)
-		if err == nil {
-			head.repo, err = plans.Load(fsys)
-		}
-	}
+	head, err := loadHead(g, gr, rel, opts)
 	if err != nil {
-		var verrs plans.Errors
-		if errors.As(err, &verrs) {
-			for _, e := range verrs {
-				fmt.Fprintln(g.Stdout, e)
-			}
-			return withCode(ExitInvalid, fmt.Errorf("%d error(s) in %s at %s", len(verrs), opts.dir, head.label))
-		}
-		return withCode(ExitUsage, err)
+		return err
 	}
-
-	base := &side{}
-	fsys, label, err := treeAt(gr, opts.base, rel)
-	base.label = label
-	switch {
-	case errors.Is(err, errNoPlans):
-		// A pull request that adds the plan directory compares with nothing.
-		notes = append(notes, fmt.Sprintf("%s holds no %s; everything at head is new", label, opts.dir))
-	case err != nil:
-		return withCode(ExitUsage, err)
-	default:
-		if base.repo, err = plans.Load(fsys); err != nil {
-			// The pull request may be the fix of a broken base: compare with
-			// nothing rather than refuse, and say so.
-			notes = append(notes, fmt.Sprintf("the plans at %s are invalid (%s); everything at head is shown as new", label, firstLine(err)))
-			base.repo = nil
-		}
+	base, notes, err := loadBase(gr, rel, opts)
+	if err != nil {
+		return err
 	}
-
 	weights, assumed, err := assumedWeights(ctx, head.repo, opts)
 	if err != nil {
 		return err
 	}
 	now := clock()
-	for _, s := range []*side{base, head} {
-		if s.repo == nil {
-			s.res = &renderer.Result{}
-			continue
-		}
-		s.progress = progressAt(now, s.repo, weights)
-		res, err := renderer.Render(s.repo, stepsOf(s.repo, s.progress))
-		if err != nil {
-			if s == base {
-				notes = append(notes, fmt.Sprintf("the plans at %s do not render (%s); everything at head is shown as new", s.label, firstLine(err)))
-				s.repo, s.res = nil, &renderer.Result{}
-				continue
-			}
-			return withCode(ExitInvalid, fmt.Errorf("render %s at %s: %w", opts.dir, s.label, err))
-		}
-		s.res = res
+	if err := base.render(now, weights); err != nil {
+		notes = append(notes, fmt.Sprintf("the plans at %s do not render (%s); everything at head is shown as new", base.label, firstLine(err)))
+		base.repo, base.res = nil, &renderer.Result{}
+	}
+	if err := head.render(now, weights); err != nil {
+		return withCode(ExitInvalid, fmt.Errorf("render %s at %s: %w", opts.dir, head.label, err))
 	}
 
 	c, err := compare(now, base, head)
@@ -130,11 +87,78 @@ func runRenderBase(ctx context.Context, g *Globals, opts baseOptions) error {
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
-	if opts.failOnPrune && c.prunes() > 0 {
-		return withCode(ExitInvalid, fmt.Errorf("--fail-on-prune: %d object(s) would be pruned", c.prunes()))
+	return policy(c, opts)
+}
+
+// loadHead loads the plans at --head, or in the working tree. Invalid plans
+// are printed as ferry validate prints them and exit 1.
+func loadHead(g *Globals, gr *git.Repository, rel string, opts baseOptions) (*side, error) {
+	head := &side{label: workingTree}
+	var err error
+	if opts.head == "" {
+		head.repo, err = loadDir(opts.dir)
+	} else {
+		var fsys fs.FS
+		fsys, head.label, err = treeAt(gr, opts.head, rel)
+		if err == nil {
+			head.repo, err = plans.Load(fsys)
+		}
 	}
-	if opts.failOnRollback && c.rollbacks() > 0 {
-		return withCode(ExitInvalid, fmt.Errorf("--fail-on-rollback: %d rollback(s) set", c.rollbacks()))
+	var verrs plans.Errors
+	switch {
+	case errors.As(err, &verrs):
+		for _, e := range verrs {
+			fmt.Fprintln(g.Stdout, e)
+		}
+		return nil, withCode(ExitInvalid, fmt.Errorf("%d error(s) in %s at %s", len(verrs), opts.dir, head.label))
+	case err != nil:
+		return nil, withCode(ExitUsage, err)
+	}
+	return head, nil
+}
+
+// loadBase loads the plans at --base. Plans missing or invalid there are
+// compared as empty, with a note: the pull request may add them, or fix
+// a broken base.
+func loadBase(gr *git.Repository, rel string, opts baseOptions) (*side, []string, error) {
+	fsys, label, err := treeAt(gr, opts.base, rel)
+	base := &side{label: label}
+	switch {
+	case errors.Is(err, errNoPlans):
+		return base, []string{fmt.Sprintf("%s holds no %s; everything at head is new", label, opts.dir)}, nil
+	case err != nil:
+		return nil, nil, withCode(ExitUsage, err)
+	}
+	if base.repo, err = plans.Load(fsys); err != nil {
+		base.repo = nil
+		return base, []string{fmt.Sprintf("the plans at %s are invalid (%s); everything at head is shown as new", label, firstLine(err))}, nil
+	}
+	return base, nil, nil
+}
+
+// render renders the side's plans at the assumed weights; a side without
+// plans renders nothing.
+func (s *side) render(now time.Time, weights map[plans.ServiceID]int) error {
+	s.res = &renderer.Result{}
+	if s.repo == nil {
+		return nil
+	}
+	s.progress = progressAt(now, s.repo, weights)
+	res, err := renderer.Render(s.repo, stepsOf(s.repo, s.progress))
+	if err != nil {
+		return err
+	}
+	s.res = res
+	return nil
+}
+
+// policy applies the --fail-on-* flags to the comparison.
+func policy(c *comparison, opts baseOptions) error {
+	if n := c.prunes(); opts.failOnPrune && n > 0 {
+		return withCode(ExitInvalid, fmt.Errorf("--fail-on-prune: %d object(s) would be pruned", n))
+	}
+	if n := c.rollbacks(); opts.failOnRollback && n > 0 {
+		return withCode(ExitInvalid, fmt.Errorf("--fail-on-rollback: %d rollback(s) set", n))
 	}
 	return nil
 }
@@ -157,7 +181,9 @@ func openGit(dir string) (*git.Repository, string, error) {
 	if abs, err = filepath.EvalSymlinks(abs); err != nil {
 		return nil, "", fmt.Errorf("plan directory: %w", err)
 	}
-	gr, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{DetectDotGit: true})
+	// EnableDotGitCommonDir: a linked worktree (git worktree add) keeps its
+	// objects in the main repository's .git.
+	gr, err := git.PlainOpenWithOptions(abs, &git.PlainOpenOptions{DetectDotGit: true, EnableDotGitCommonDir: true})
 	if err != nil {
 		return nil, "", fmt.Errorf("plan directory %s: --base needs a Git working copy: %w", dir, err)
 	}
@@ -180,11 +206,18 @@ func openGit(dir string) (*git.Repository, string, error) {
 // ref and its commit. Only the files the plan loader reads are read.
 func treeAt(gr *git.Repository, ref, rel string) (fs.FS, string, error) {
 	h, err := gr.ResolveRevision(plumbing.Revision(ref))
+	if errors.Is(err, plumbing.ErrReferenceNotFound) || errors.Is(err, plumbing.ErrObjectNotFound) {
+		// CI checkouts are shallow, single-branch clones by default.
+		return nil, ref, fmt.Errorf("resolve %q: %w; is it fetched? (git fetch origin, or fetch-depth: 0 in CI)", ref, err)
+	}
 	if err != nil {
 		return nil, ref, fmt.Errorf("resolve %q: %w", ref, err)
 	}
 	label := fmt.Sprintf("%s (%s)", ref, h.String()[:7])
 	commit, err := gr.CommitObject(*h)
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return nil, label, fmt.Errorf("%s: %w; is it fetched? (git fetch origin, or fetch-depth: 0 in CI)", label, err)
+	}
 	if err != nil {
 		return nil, label, fmt.Errorf("%s: %w", label, err)
 	}
@@ -195,7 +228,7 @@ func treeAt(gr *git.Repository, ref, rel string) (fs.FS, string, error) {
 	if rel != "." {
 		tree, err = tree.Tree(rel)
 		if errors.Is(err, object.ErrDirectoryNotFound) {
-			return nil, label, errNoPlans
+			return nil, label, fmt.Errorf("%s: no directory %s: %w", label, rel, errNoPlans)
 		}
 		if err != nil {
 			return nil, label, fmt.Errorf("%s: %s: %w", label, rel, err)

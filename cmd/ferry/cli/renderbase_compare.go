@@ -225,8 +225,11 @@ func migrationChanges(now time.Time, bm, hm *plans.Migration, bp, hp map[string]
 	add("soak", name, bm.Soak.String(), hm.Soak.String(), "")
 	add("window schedule", name, strings.Join(bm.Window.Schedules, ", "), strings.Join(hm.Window.Schedules, ", "), "")
 	add("window timezone", name, bm.Window.Timezone, hm.Window.Timezone, "")
-	out = append(out, setChanges("deny window", name, denyWords(bm.Window.Deny), denyWords(hm.Window.Deny), "")...)
+	out = append(out, setChanges("deny window", name, denyWords(bm.Window), denyWords(hm.Window), "")...)
 	out = append(out, setChanges("gate", name, gateWords(bm), gateWords(hm), "the promotions it guarded no longer wait for it")...)
+	add("on failure", name, string(bm.OnFailure), string(hm.OnFailure), "")
+	add("max concurrent", name, strconv.Itoa(bm.MaxConcurrent), strconv.Itoa(hm.MaxConcurrent), "")
+	out = append(out, setChanges("approval", name, approvalWords(bm), approvalWords(hm), "")...)
 	out = append(out, flagChanges(bm, hm)...)
 	out = append(out, completion(now, bm, hm, bp, hp)...)
 	return out
@@ -365,10 +368,15 @@ func setChanges(kind, subject string, b, h map[string]string, removed string) []
 	return out
 }
 
-// denyWords keys deny windows by reason (or position when unnamed).
-func denyWords(ds []plans.Deny) map[string]string {
+// denyWords keys deny windows by reason (or position when unnamed), with
+// dates read in the window's time zone as the plan writes them.
+func denyWords(w plans.Window) map[string]string {
+	loc := w.Location
+	if loc == nil {
+		loc = time.UTC
+	}
 	out := map[string]string{}
-	for i, d := range ds {
+	for i, d := range w.Deny {
 		key := d.Reason
 		if key == "" {
 			key = "#" + strconv.Itoa(i+1)
@@ -379,9 +387,9 @@ func denyWords(ds []plans.Deny) map[string]string {
 		}
 		to := "open end"
 		if !d.To.IsZero() {
-			to = d.To.Format(time.DateOnly)
+			to = d.To.In(loc).Format(time.DateOnly)
 		}
-		out[key] = d.From.Format(time.DateOnly) + " to " + to
+		out[key] = d.From.In(loc).Format(time.DateOnly) + " to " + to
 	}
 	return out
 }
@@ -427,6 +435,22 @@ func gateWord(g plans.Gate) string {
 		s += " (steps " + strings.Join(ws, ", ") + ")"
 	}
 	return s
+}
+
+// approvalWords keys the approvals recorded in Git by what they approve.
+func approvalWords(m *plans.Migration) map[string]string {
+	out := map[string]string{}
+	for _, a := range m.Approvals {
+		key := a.Wave
+		if a.Service != "" {
+			key += "/" + a.Service
+		}
+		if a.Step != 0 {
+			key += fmt.Sprintf(" to %d%%", a.Step)
+		}
+		out[key] = "by " + a.By
+	}
+	return out
 }
 
 // flagChanges reports rollback and paused set or lifted in Git on the

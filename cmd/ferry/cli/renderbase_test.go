@@ -306,3 +306,26 @@ func TestTimelineGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestMigrationSettingsChanges(t *testing.T) {
+	now := time.Date(2026, 11, 23, 11, 2, 0, 0, time.UTC)
+	bm, hm := migration([]int{0, 100}, "shop/cart"), migration([]int{0, 100}, "shop/cart")
+	bm.OnFailure, hm.OnFailure = plans.FailRollback, plans.FailHold
+	bm.MaxConcurrent, hm.MaxConcurrent = 1, 1
+	hm.Approvals = []plans.Approval{{Wave: "w", Step: 100, By: "maria@example.com"}}
+	hm.Window.Deny = []plans.Deny{{Reason: "freeze", From: now, To: now.Add(72 * time.Hour)}}
+	var got []planChange
+	for _, c := range migrationChanges(now, bm, hm, nil, nil) {
+		if c.Kind != "completes" {
+			got = append(got, c)
+		}
+	}
+	want := []planChange{
+		{Kind: "deny window added", Subject: "m/freeze", Head: "2026-11-23 to 2026-11-26"},
+		{Kind: "on failure", Subject: "m", Base: "rollback", Head: "hold"},
+		{Kind: "approval added", Subject: "m/w to 100%", Head: "by maria@example.com"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+}
