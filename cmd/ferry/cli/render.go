@@ -48,8 +48,8 @@ projects it), and the objects that would be pruned. Refs are anything
 "git rev-parse" takes: origin/main, a tag, a commit. Both sides are rendered
 at the same assumed progress: every service at weight 0, unless --state-dir
 names a state directory holding the daemon's state.db (its recorded
-weights) or --step/--wave set weights; a weight maps to the highest step of
-each side not above it. --format markdown writes a pull-request comment with
+weights) or --step/--wave set weights (steps of the head's plans); a weight
+maps to the highest step of each side not above it. --format markdown writes a pull-request comment with
 a warning block for risky changes: prunes, moves larger than one step,
 removed gates, rollbacks and pauses set in Git. Plans that are invalid or
 missing at REF are compared as empty, with a note.

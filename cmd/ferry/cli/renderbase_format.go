@@ -80,7 +80,11 @@ func writeMarkdown(w io.Writer, c *comparison) error {
 	if ws := c.warnings(); len(ws) > 0 {
 		fmt.Fprintf(&b, "\n> [!WARNING]\n> **%d risky change(s)**\n", len(ws))
 		for _, x := range ws {
-			fmt.Fprintf(&b, "> - **%s** %s: %s\n", mdText(x.what), mdCode(x.subject), mdText(x.why))
+			subject := mdCode(x.subject)
+			if cluster, ok := strings.CutPrefix(x.subject, "cluster "); ok {
+				subject = "cluster " + mdCode(cluster)
+			}
+			fmt.Fprintf(&b, "> - **%s** %s: %s\n", mdText(x.what), subject, mdText(x.why))
 		}
 	}
 	if len(c.Changes) > 0 {
