@@ -33,6 +33,7 @@ import (
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler/apply"
 	"github.com/ferry-dev/ferry/reconciler/preflight"
+	"github.com/ferry-dev/ferry/reconciler/state"
 	"github.com/ferry-dev/ferry/renderer"
 	"github.com/ferry-dev/ferry/test/cluster"
 )
@@ -306,6 +307,12 @@ func TestLeastPrivilegeStatic(t *testing.T) {
 	if cr.AggregationRule != nil {
 		t.Errorf("ClusterRole aggregates other roles")
 	}
+	// What ferry does in its own namespace, sorted (see role.yaml).
+	roleNeeds := map[schema.GroupResource][]string{
+		{Group: "", Resource: "configmaps"}:                {"create", "get", "list", "patch", "update"},
+		{Group: "coordination.k8s.io", Resource: "leases"}: {"create", "get", "update"},
+		{Group: "events.k8s.io", Resource: "events"}:       {"create", "get", "update"},
+	}
 	for name, rules := range map[string][]rbacv1.PolicyRule{"ClusterRole": cr.Rules, "Role": role.Rules} {
 		for _, r := range rules {
 			if len(r.NonResourceURLs) > 0 {
@@ -331,12 +338,26 @@ func TestLeastPrivilegeStatic(t *testing.T) {
 					t.Errorf("%s: verb %s on %v", name, v, r.Resources)
 				}
 			}
+			if name == "Role" {
+				for _, g := range r.APIGroups {
+					for _, res := range r.Resources {
+						gr := schema.GroupResource{Group: g, Resource: res}
+						if got, want := slices.Sorted(slices.Values(r.Verbs)), roleNeeds[gr]; !slices.Equal(got, want) {
+							t.Errorf("Role grants %v on %s; ferry uses %v", got, gr, want)
+						}
+						delete(roleNeeds, gr)
+					}
+				}
+			}
 			// Invariant 5: ferry never takes over Services it merely labels;
 			// server-side apply needs patch, never update.
 			if slices.Contains(r.Resources, "services") && slices.Contains(r.Verbs, "update") {
 				t.Errorf("%s: update on Services", name)
 			}
 		}
+	}
+	for gr, verbs := range roleNeeds {
+		t.Errorf("Role does not grant %v on %s", verbs, gr)
 	}
 }
 
@@ -611,8 +632,11 @@ func TestAcceptedByAPIServer(t *testing.T) {
 			{authorizationv1.ResourceAttributes{Verb: "update", Resource: "configmaps", Namespace: "shop", Name: "ferry-m1"}, false},
 			{authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: namespace, Name: "ferry"}, true},
 			{authorizationv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system", Name: "kube-controller-manager"}, false},
-			{authorizationv1.ResourceAttributes{Verb: "create", Resource: "events", Namespace: namespace}, true},
+			{authorizationv1.ResourceAttributes{Verb: "list", Resource: "configmaps", Namespace: namespace}, true},
 			{authorizationv1.ResourceAttributes{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: namespace}, true},
+			{authorizationv1.ResourceAttributes{Verb: "update", Group: "events.k8s.io", Resource: "events", Namespace: namespace, Name: "ferry-m1.1"}, true},
+			// ferry posts events.k8s.io Events only.
+			{authorizationv1.ResourceAttributes{Verb: "create", Resource: "events", Namespace: namespace}, false},
 			{authorizationv1.ResourceAttributes{Verb: "create", Group: "events.k8s.io", Resource: "events", Namespace: "shop"}, false},
 		} {
 			if got := can(tc.ra); got != tc.want {
@@ -680,6 +704,23 @@ func TestAcceptedByAPIServer(t *testing.T) {
 					}
 				}
 			}
+		}
+	})
+
+	// The ConfigMap progress store (--store=kube), as the ServiceAccount.
+	t.Run("state", func(t *testing.T) {
+		store := state.NewKube(saClient, namespace)
+		if _, err := store.Save(ctx, state.Change{
+			Migration: "m1", Commit: "0123abc", At: time.Now(),
+			Services: map[string]plans.Progress{"shop/web": {}},
+		}); err != nil {
+			t.Fatalf("save: %v", err)
+		}
+		if snap, err := store.Load(ctx, "m1"); err != nil || snap.Commit != "0123abc" {
+			t.Errorf("load = %+v, %v", snap, err)
+		}
+		if ms, err := store.Migrations(ctx); err != nil || !slices.Equal(ms, []string{"m1"}) {
+			t.Errorf("migrations = %v, %v; want [m1]", ms, err)
 		}
 	})
 

@@ -183,7 +183,12 @@ func TestDockerfile(t *testing.T) {
 	}
 
 	// The build command, as the builder would run it for this platform.
-	vars := map[string]string{"TARGETOS": runtime.GOOS, "TARGETARCH": runtime.GOARCH}
+	// VERSION as `docker build --build-arg VERSION=...` sets it, distinct
+	// from the binary's default, so that a wrong -X shows.
+	vars := map[string]string{"TARGETOS": runtime.GOOS, "TARGETARCH": runtime.GOARCH, "VERSION": "v0.0.0-dockerfile-test"}
+	if _, ok := builder.args["VERSION"]; !ok {
+		t.Errorf("the builder stage declares no ARG VERSION")
+	}
 	for k, v := range builder.args {
 		if _, ok := vars[k]; !ok {
 			vars[k] = v
