@@ -234,6 +234,9 @@ func treeAt(gr *git.Repository, ref, rel string) (fs.FS, string, error) {
 			return nil, label, fmt.Errorf("%s: %s: %w", label, rel, err)
 		}
 	}
+	// A plan tree is small: holding it in a MapFS (a complete fs.FS from
+	// the standard library) lets plans.Load read a commit as it reads a
+	// directory, with the same rules and the same error positions.
 	files := fstest.MapFS{}
 	err = tree.Files().ForEach(func(f *object.File) error {
 		if !planFile(f.Name) {
