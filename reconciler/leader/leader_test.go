@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -453,7 +454,11 @@ type proxy struct {
 
 func newProxy(t *testing.T, target string) *proxy {
 	t.Helper()
-	target = strings.TrimPrefix(strings.TrimPrefix(target, "https://"), "http://")
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target = u.Host
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -467,6 +472,7 @@ func newProxy(t *testing.T, target string) *proxy {
 			}
 			u, err := net.Dial("tcp", target)
 			if err != nil {
+				t.Errorf("proxy: %v", err)
 				c.Close()
 				continue
 			}
