@@ -5,7 +5,7 @@ PKGS      := ./...
 # Packages with goroutines of their own run under the race detector.
 RACE_PKGS := ./reconciler/...
 
-.PHONY: all build run test test-unit vet fmt-check staticcheck testbin bench clean
+.PHONY: all build run test test-unit vet fmt-check staticcheck testbin bench clean test-faults
 
 all: build
 
@@ -15,8 +15,10 @@ build:
 # The daemon on the bundled example with demo timings: a local plan
 # repository made from examples/linkerd-eks, progress in .ferry/state,
 # rendered overlays in out/rendered. Ctrl-C stops it; run it again to resume.
+# RUN_ARGS adds flags, e.g. RUN_ARGS="--state-dir /tmp/s --out /tmp/o".
+RUN_ARGS ?=
 run: build
-	./$(BIN) run --demo
+	./$(BIN) run --demo $(RUN_ARGS)
 
 testbin:
 	./test/testbin.sh
@@ -34,6 +36,11 @@ staticcheck:
 test: testbin vet fmt-check staticcheck
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race $(RACE_PKGS)
+
+# Fault injection on the daemon as a real process (test/e2e), bigger than
+# in go test: SIGKILLs during 50 promotions instead of 20.
+test-faults: testbin
+	FERRY_FAULT_PROMOTIONS=50 $(GO) test -count=1 -run 'Crash' ./test/e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
