@@ -1,7 +1,9 @@
 package deploy_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -32,6 +34,8 @@ import (
 
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler/apply"
+	"github.com/ferry-dev/ferry/reconciler/events"
+	"github.com/ferry-dev/ferry/reconciler/leader"
 	"github.com/ferry-dev/ferry/reconciler/preflight"
 	"github.com/ferry-dev/ferry/reconciler/state"
 	"github.com/ferry-dev/ferry/renderer"
@@ -721,6 +725,46 @@ func TestAcceptedByAPIServer(t *testing.T) {
 		}
 		if ms, err := store.Migrations(ctx); err != nil || !slices.Equal(ms, []string{"m1"}) {
 			t.Errorf("migrations = %v, %v; want [m1]", ms, err)
+		}
+	})
+
+	// Leader election and Events, as the ServiceAccount: the Lease is
+	// created, released, and taken again (an update); a drift Warning is
+	// posted. (Counting a series, an update of the Event, happens only
+	// after the recorder's coalescing window; the access reviews cover it.)
+	t.Run("lease and events", func(t *testing.T) {
+		logger := slog.New(slog.DiscardHandler)
+		el, err := leader.New(leader.Config{
+			Client: saClient, Namespace: namespace, Identity: "deploy-test",
+			LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 100 * time.Millisecond,
+			Logger: logger,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 2 {
+			lctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			led := false
+			err := el.Run(lctx, func(context.Context) { led = true })
+			cancel()
+			if err != nil {
+				t.Fatalf("leader election %d: %v", i+1, err)
+			}
+			if !led {
+				t.Fatalf("election %d: the ServiceAccount never acquired the Lease %s/%s", i+1, namespace, leader.DefaultName)
+			}
+		}
+		if _, err := c.Client.CoordinationV1().Leases(namespace).Get(ctx, leader.DefaultName, metav1.GetOptions{}); err != nil {
+			t.Errorf("Lease after the election: %v", err)
+		}
+
+		rec := events.New(saClient, namespace, "deploy-test", logger)
+		if err := rec.Drift(ctx, "m1", "home", []string{"/Service/shop/web"}); err != nil {
+			t.Fatalf("post a drift Event: %v", err)
+		}
+		list, err := c.Client.EventsV1().Events(namespace).List(ctx, metav1.ListOptions{})
+		if err != nil || len(list.Items) == 0 {
+			t.Errorf("Events in %s: %d, %v; want the drift Warning", namespace, len(list.Items), err)
 		}
 	})
 
