@@ -106,6 +106,31 @@ func TestElection(t *testing.T) {
 		other.stop(t)
 	})
 
+	// A leader that takes longer than a lease duration to finish after
+	// its context was cancelled keeps the Lease renewed until it returned.
+	t.Run("slow shutdown keeps the lease", func(t *testing.T) {
+		ns := namespace(t, home.Client, "slow")
+		tl := &timeline{}
+		a := startLinger(t, tl, "a", home.Client, ns, 2*leaseDuration)
+		if got := tl.waitLeader(t, "", 10*time.Second); got != "a" {
+			t.Fatalf("leader %s, want a", got)
+		}
+		b := start(t, tl, "b", home.Client, ns)
+		a.cancel()
+		if got := tl.waitLeader(t, "a", 4*leaseDuration); got != "b" {
+			t.Fatalf("new leader %s, want b", got)
+		}
+		if !tl.ended("a").Before(tl.started("b")) {
+			t.Errorf("a's lead returned %s after b started", tl.ended("a").Sub(tl.started("b")))
+		}
+		if b.sawOtherLeading() {
+			t.Error("a's fence was open when b started leading")
+		}
+		tl.checkNoOverlap(t)
+		a.stop(t)
+		b.stop(t)
+	})
+
 	// The leader's API access is cut by closing the only way to the API
 	// server; the other replica must take over, and not before the first
 	// stopped.
@@ -252,6 +277,14 @@ func (r *replica) sawOtherLeading() bool {
 // starts leading, it records whether another's Leading said true.
 func start(t *testing.T, tl *timeline, name string, client kubernetes.Interface, ns string) *replica {
 	t.Helper()
+	return startLinger(t, tl, name, client, ns, 0)
+}
+
+// startLinger is start with a lead function that keeps running for linger
+// after its context is cancelled, as a daemon finishing an apply does, and
+// records whether its fence stayed open meanwhile.
+func startLinger(t *testing.T, tl *timeline, name string, client kubernetes.Interface, ns string, linger time.Duration) *replica {
+	t.Helper()
 	e, err := leader.New(leader.Config{
 		Client: client, Namespace: ns, Identity: name,
 		LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod,
@@ -281,6 +314,12 @@ func start(t *testing.T, tl *timeline, name string, client kubernetes.Interface,
 		r.mu.Unlock()
 		tl.begin(name, e.Leading())
 		<-ctx.Done()
+		if linger > 0 {
+			time.Sleep(linger)
+			if !e.Leading() {
+				tl.problem(name + ": fence closed while lead finished its work")
+			}
+		}
 		tl.end(name)
 	}
 	go func() {
@@ -315,6 +354,12 @@ func (tl *timeline) begin(who string, fenceOpen bool) {
 		tl.problems = append(tl.problems, who+": lead started with its fence closed")
 	}
 	tl.spans = append(tl.spans, span{who: who, start: time.Now()})
+}
+
+func (tl *timeline) problem(p string) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	tl.problems = append(tl.problems, p)
 }
 
 func (tl *timeline) end(who string) {
