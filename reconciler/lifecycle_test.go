@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,52 +24,12 @@ import (
 
 var trafficSplits = schema.GroupVersionResource{Group: "split.smi-spec.io", Version: "v1alpha2", Resource: "trafficsplits"}
 
-var links = schema.GroupVersionResource{Group: "multicluster.linkerd.io", Version: "v1alpha1", Resource: "links"}
-
-// fixtures makes namespace shop, a Service with ready endpoints for each
-// name, and the Linkerd Link to the peer, in the given clusters of a
-// two-cluster env — what the mesh and its controllers would provide in a
-// real cluster.
+// fixtures makes namespace shop with a Service and ready endpoints for
+// each name in the given clusters, and the Linkerd Links between a and b.
 func fixtures(t *testing.T, env *cluster.Env, clusters []string, services ...string) {
 	t.Helper()
-	ctx := t.Context()
-	for _, cl := range clusters {
-		c := env.Clusters[cl].Client
-		for _, ns := range []string{"shop", "linkerd-multicluster"} {
-			_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-			if err != nil && !apierrors.IsAlreadyExists(err) {
-				t.Fatal(err)
-			}
-		}
-		peer := map[string]string{"a": "b", "b": "a"}[cl]
-		link := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "multicluster.linkerd.io/v1alpha1", "kind": "Link",
-			"metadata": map[string]any{"name": peer, "namespace": "linkerd-multicluster"},
-			"spec":     map[string]any{"targetClusterName": peer},
-		}}
-		_, err := env.Clusters[cl].Dynamic.Resource(links).Namespace("linkerd-multicluster").Create(ctx, link, metav1.CreateOptions{})
-		if err != nil && !apierrors.IsAlreadyExists(err) {
-			t.Fatal(err)
-		}
-		for _, name := range services {
-			svc := &corev1.Service{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
-				Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Port: 80}}},
-			}
-			if _, err := c.CoreV1().Services("shop").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-			yes := true
-			slice := &discoveryv1.EndpointSlice{
-				ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "shop", Labels: map[string]string{"kubernetes.io/service-name": name}},
-				AddressType: discoveryv1.AddressTypeIPv4,
-				Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, Conditions: discoveryv1.EndpointConditions{Ready: &yes}}},
-			}
-			if _, err := c.DiscoveryV1().EndpointSlices("shop").Create(ctx, slice, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	env.Link(t)
+	env.Serve(t, clusters, "shop", services...)
 }
 
 func clusterTarget(t *testing.T, env *cluster.Env, names ...string) *apply.Target {

@@ -111,6 +111,7 @@ type Reconciler struct {
 
 	trigger chan struct{}
 	alive   atomic.Int64 // unix nanos of the last finished reconcile
+	wake    atomic.Int64 // unix nanos of the next time something may move
 }
 
 // preflightResult is a migration's last preflight, reused for a while.
@@ -187,13 +188,50 @@ func (r *Reconciler) Run(ctx context.Context, interval time.Duration) error {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			r.cfg.Logger.Error("reconcile", "error", err)
 		}
+		// Wake at the next window tick or gate round when it comes before
+		// the next poll, so a promotion does not wait for the interval.
+		early := time.NewTimer(interval)
+		if w := r.wake.Load(); w != 0 {
+			if d := time.Until(time.Unix(0, w)); d < interval {
+				early.Reset(max(d, 50*time.Millisecond))
+			}
+		}
 		select {
 		case <-ctx.Done():
+			early.Stop()
 			return nil
 		case <-t.C:
+		case <-early.C:
 		case <-r.trigger:
 		}
+		early.Stop()
 	}
+}
+
+// nextWake returns the earliest time a decision may change by time alone:
+// a service's NotBefore (soak, window tick) or, for a service whose gates
+// run, the next analysis round.
+func nextWake(now time.Time, repo *plans.Repository, decisions map[string]plans.Plan) time.Time {
+	var next time.Time
+	earlier := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for name, plan := range decisions {
+		m := repo.Migration(name)
+		for _, d := range plan.Decisions {
+			earlier(d.NotBefore)
+			if m != nil && d.Progress.Pending != plans.NoPending {
+				// A move completes in this reconcile; its soak starts now.
+				earlier(now.Add(max(m.Soak, time.Second)))
+			}
+			if m != nil && (len(d.Gates) > 0 || d.Due) {
+				earlier(now.Add(m.AnalysisInterval))
+			}
+		}
+	}
+	return next
 }
 
 // fenced reports whether writes must stop.
@@ -300,6 +338,13 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 		}
 	}
 
+	// Decided before the moves below complete, while Pending still says
+	// which services move now.
+	if w := nextWake(now, repo, decisions); !w.IsZero() {
+		r.wake.Store(w.UnixNano())
+	} else {
+		r.wake.Store(0)
+	}
 	res, err := r.renderer.Render(&render, steps)
 	if err != nil {
 		return fmt.Errorf("render %s: %w", rev, err)

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -16,11 +18,16 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler"
 	"github.com/ferry-dev/ferry/reconciler/apply"
+	"github.com/ferry-dev/ferry/reconciler/events"
 	"github.com/ferry-dev/ferry/reconciler/gates"
+	"github.com/ferry-dev/ferry/reconciler/leader"
+	"github.com/ferry-dev/ferry/reconciler/metrics"
 	"github.com/ferry-dev/ferry/reconciler/source"
 	"github.com/ferry-dev/ferry/reconciler/state"
 )
@@ -28,14 +35,32 @@ import (
 func init() { register(newRunCmd) }
 
 type runOptions struct {
+	config            string
 	url, branch, path string
+	gitUser           string
+	gitSSHKey         string
+	gitKnownHosts     string
 	stateDir, out     string
 	interval          time.Duration
 	kubeconfig        string
 	forceConflicts    bool
+	httpAddr          string
+	logFormat         string
+	store             string
+	namespace         string
+	homeContext       string
+	leaderElect       bool
+	events            bool
+	drain             time.Duration
 	demo              bool
 	demoExample       string
 }
+
+// Environment variables holding secrets: never flags or the config file.
+const (
+	envGitToken      = "FERRY_GIT_TOKEN"
+	envWebhookSecret = "FERRY_WEBHOOK_SECRET"
+)
 
 func newRunCmd(g *Globals) *cobra.Command {
 	var o runOptions
@@ -43,38 +68,83 @@ func newRunCmd(g *Globals) *cobra.Command {
 		Use:   "run",
 		Short: "Run the daemon: poll the plan repository, promote services in waves, render",
 		Long: `Run polls a Git repository of migration plans, decides each service's step
-(windows, soak, gates, approvals), persists progress write-ahead in a local
-state file and writes the rendered overlays per cluster to --out (the
-rendered-manifests pattern that Argo CD and Flux apply). Applying to clusters happens with --kubeconfig: every cluster of the plans whose name
-is a context of that kubeconfig gets server-side applies (field manager
-"ferry"), an inventory and prunes, and promotions wait for ready endpoints.
+(windows, soak, gates, approvals), persists progress write-ahead and writes
+the rendered overlays per cluster to --out (the rendered-manifests pattern
+that Argo CD and Flux apply). With --kubeconfig it applies to clusters
+instead: every cluster of the plans whose context is in that kubeconfig gets
+server-side applies (field manager "ferry"), an inventory and prunes, a
+preflight before a migration's first step, and promotions wait for ready
+endpoints. In directory mode readiness cannot be checked; ferry says so.
+
+Settings come from flags and from a YAML file (--config) whose keys are the
+flags' names, e.g. "state-dir: /var/lib/ferry"; a flag on the command line
+wins. Secrets come only from the environment: ` + envGitToken + ` (HTTPS
+password or token for the plan repository) and ` + envWebhookSecret + `
+(the secret GitHub or GitLab sign push webhooks with; POST them to /hook).
+
+With --http-addr it serves /metrics (Prometheus), /healthz, /readyz and
+/hook. With --leader-elect, replicas campaign for a Lease in --namespace of
+the home cluster (in-cluster config, or --home-context); only the leader
+reconciles, and it stops writing before its lease can be taken over.
+
+SIGINT or SIGTERM stops it after the in-flight reconcile (abandoned after
+--drain); progress is saved write-ahead, so a rerun resumes. A second signal
+exits at once.
 
 With --demo and no --url, it creates a local Git repository from
 examples/linkerd-eks under --state-dir on first run and uses demo timings:
 a promotion tick every 10 s, 5 s soak, no Prometheus or webhook gates, whole
-waves moving at once. Ctrl-C stops it; running it again resumes.`,
+waves moving at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.config != "" {
+				if err := applyConfigFile(cmd.Flags(), o.config); err != nil {
+					return withCode(ExitUsage, err)
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			go func() {
+				<-ctx.Done()
+				stop() // restore default handling: a second signal ends the process at once
+			}()
 			return runDaemon(ctx, g, o)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "YAML file of settings, keyed by these flags' names")
 	f.StringVar(&o.url, "url", "", "plan repository URL (https, ssh, git or file); default with --demo: a local repository made from the example")
 	f.StringVar(&o.branch, "branch", "main", "branch to follow")
 	f.StringVar(&o.path, "path", "", "subdirectory of the repository holding the plans")
+	f.StringVar(&o.gitUser, "git-username", "", "HTTPS user (with "+envGitToken+") or SSH user")
+	f.StringVar(&o.gitSSHKey, "git-ssh-key-file", "", "private key file for SSH URLs")
+	f.StringVar(&o.gitKnownHosts, "git-known-hosts", "", "known_hosts file for SSH URLs (required for SSH)")
 	f.StringVar(&o.stateDir, "state-dir", ".ferry/state", "directory of the progress store (state.db) and the git object cache")
 	f.StringVar(&o.out, "out", "out/rendered", "directory the rendered overlays are written to, one subdirectory per cluster")
 	f.DurationVar(&o.interval, "interval", 10*time.Second, "how often to poll the plan repository and reconcile")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "apply to the clusters whose contexts the plans name, from this kubeconfig; without it, render to --out")
 	f.BoolVar(&o.forceConflicts, "force-conflicts", false, "take over fields another field manager owns (off: conflicts block the step)")
+	f.StringVar(&o.httpAddr, "http-addr", "localhost:9797", "address of /metrics, /healthz, /readyz and /hook; empty: no HTTP server")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.store, "store", "bolt", "progress store: bolt (a file in --state-dir) or kube (ConfigMaps in --namespace of the home cluster, for several replicas)")
+	f.StringVar(&o.namespace, "namespace", "ferry-system", "namespace of the home cluster for the kube store, the leader Lease and Events")
+	f.StringVar(&o.homeContext, "home-context", "", "kubeconfig context of the home cluster; default: the in-cluster config when running in a pod")
+	f.BoolVar(&o.leaderElect, "leader-elect", false, "campaign for a Lease so that only one replica reconciles")
+	f.BoolVar(&o.events, "events", false, "post Kubernetes Events for promotions, holds and rollbacks in the home cluster (on by default with a home cluster)")
+	f.DurationVar(&o.drain, "drain", 30*time.Second, "on SIGINT/SIGTERM, how long the in-flight reconcile may go on before it is abandoned")
 	f.BoolVar(&o.demo, "demo", false, "run the bundled example with demo timings")
 	f.StringVar(&o.demoExample, "demo-example", "examples/linkerd-eks", "plan directory the demo repository is made from")
 	return cmd
 }
 
 func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
+	switch o.logFormat {
+	case "text":
+	case "json":
+		g.Logger = slog.New(slog.NewJSONHandler(g.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	default:
+		return withCode(ExitUsage, fmt.Errorf("--log-format %q: expected text or json", o.logFormat))
+	}
 	if o.url == "" {
 		if !o.demo {
 			return withCode(ExitUsage, fmt.Errorf("--url is required (or --demo)"))
@@ -92,20 +162,47 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 			o.interval = 2 * time.Second
 		}
 	}
+	auth := source.Auth{Username: o.gitUser, KnownHostsFile: o.gitKnownHosts}
+	if _, ok := os.LookupEnv(envGitToken); ok {
+		auth.Password = source.Secret{Env: envGitToken}
+	}
+	if o.gitSSHKey != "" {
+		auth.SSHKey = source.Secret{File: o.gitSSHKey}
+	}
 	src, err := source.New(source.Config{
-		URL: o.url, Ref: source.Ref{Branch: o.branch}, Path: o.path,
+		URL: o.url, Ref: source.Ref{Branch: o.branch}, Path: o.path, Auth: auth,
 		Interval: o.interval, Timeout: time.Minute,
 	}, filepath.Join(o.stateDir, "source"), g.Logger)
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
 	defer src.Close()
-	store, err := state.NewBolt(o.stateDir, 5*time.Second)
+
+	home, err := homeClient(o)
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
+	if home == nil && (o.store == "kube" || o.leaderElect || o.events) {
+		return withCode(ExitUsage, errors.New("--store kube, --leader-elect and --events need a home cluster: run in a pod or set --home-context"))
+	}
+	var store reconciler.Store
+	where := ""
+	switch o.store {
+	case "bolt":
+		b, err := state.NewBolt(o.stateDir, 5*time.Second)
+		if err != nil {
+			return withCode(ExitUsage, err)
+		}
+		store, where = b, b.Path()
+	case "kube":
+		store, where = state.NewKube(home, o.namespace), "ConfigMaps in namespace "+o.namespace
+	default:
+		return withCode(ExitUsage, fmt.Errorf("--store %q: expected bolt or kube", o.store))
+	}
+
 	var target reconciler.Target = &reconciler.DirTarget{Dir: o.out}
 	var ct *apply.Target
+	mode := daemonInfo{PID: os.Getpid(), Started: time.Now(), Target: "directory", Out: o.out}
 	if o.kubeconfig != "" {
 		t, err := clusterTarget(o.kubeconfig, o.forceConflicts)
 		if err != nil {
@@ -113,32 +210,107 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 		}
 		ct = t
 		target = ct
+		mode.Target, mode.Out, mode.Readiness = "clusters", o.kubeconfig, true
 		fmt.Fprintf(g.Stderr, "ferry: applying to the contexts of %s\n", o.kubeconfig)
 	} else {
 		fmt.Fprintf(g.Stderr, "ferry: writing rendered overlays to %s; readiness of backends cannot be checked in directory mode\n", o.out)
 	}
+	if err := writeDaemonInfo(o.stateDir, mode); err != nil {
+		return withCode(ExitUsage, err)
+	}
+
+	m := metrics.New()
+	var drift driftRecorder
+	ev := &gates.Evaluator{Timed: m.GateEvaluated}
 	view := &progressView{w: g.Stdout}
 	cfg := reconciler.Config{
-		Source: src, Store: store,
-		Target: target,
-		Gates:  &gates.Evaluator{},
-		Logger: g.Logger,
+		Source: src, Store: store, Target: target, Gates: ev,
+		Logger: g.Logger, Metrics: m, Drain: o.drain,
+		OnPlans: func(repo *plans.Repository) {
+			ev.Clusters = repo.Clusters
+			if ct != nil {
+				ct.Route(repo)
+			}
+		},
 		OnReconcile: func(repo *plans.Repository, d map[string]plans.Plan) {
 			view.show(repo, d)
+			if ct != nil {
+				reportChanges(context.Background(), ct.LastChanges(), m, drift, g.Logger)
+			}
 		},
 	}
 	if o.demo {
 		cfg.Tweak = demoTimings
 	}
-	if ct != nil {
-		cfg.OnPlans = ct.Route
+	var elector *leader.Elector
+	if o.leaderElect {
+		elector, err = leader.New(leader.Config{Client: home, Namespace: o.namespace, Logger: g.Logger, OnChange: m.Leader})
+		if err != nil {
+			return withCode(ExitUsage, err)
+		}
+		cfg.Fence = elector.Leading
+		// A replica that lost its lease must stop at once, not drain.
+		cfg.Drain = 0
+	} else {
+		m.Leader(true)
+	}
+	if home != nil {
+		identity := leader.NewIdentity()
+		if elector != nil {
+			identity = elector.Identity()
+		}
+		rec := events.New(home, o.namespace, identity, g.Logger)
+		drift = rec
+		cfg.OnEvents = func(ctx context.Context, migration string, evs []state.Event) {
+			if err := rec.Record(ctx, migration, evs); err != nil {
+				g.Logger.Warn("kubernetes events", "migration", migration, "error", err)
+			}
+		}
 	}
 	r := reconciler.New(cfg)
-	if err := r.Run(ctx, o.interval); err != nil {
+
+	if o.httpAddr != "" {
+		secret := []byte(os.Getenv(envWebhookSecret))
+		addr, err := serveHTTP(ctx, o.httpAddr, httpDeps{r: r, m: m, secret: secret, leading: cfg.Fence, interval: o.interval, log: g.Logger})
+		if err != nil {
+			return withCode(ExitUsage, err)
+		}
+		fmt.Fprintf(g.Stderr, "ferry: serving /metrics, /healthz, /readyz and /hook on http://%s\n", addr)
+	}
+	if elector != nil {
+		err = elector.Run(ctx, func(ctx context.Context) { _ = r.Run(ctx, o.interval) })
+	} else {
+		err = r.Run(ctx, o.interval)
+	}
+	if err != nil {
 		return withCode(ExitUsage, err)
 	}
-	fmt.Fprintln(g.Stderr, "ferry: stopped; progress is saved in", store.Path())
+	fmt.Fprintln(g.Stderr, "ferry: stopped; progress is saved in", where)
 	return nil
+}
+
+// homeClient returns a client of the cluster ferry keeps its own objects
+// in (kube store, Lease, Events): --home-context, else the in-cluster
+// config when running in a pod, else nil.
+func homeClient(o runOptions) (kubernetes.Interface, error) {
+	var cfg *rest.Config
+	switch {
+	case o.homeContext != "":
+		kc, err := loadKubeconfig(o.kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		if cfg, err = kc.rest(o.homeContext); err != nil {
+			return nil, err
+		}
+	default:
+		c, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, nil // not in a pod: no home cluster
+		}
+		cfg = c
+	}
+	return kubernetes.NewForConfig(cfg)
 }
 
 // clusterTarget makes an applier for every context of the kubeconfig; the

@@ -258,6 +258,13 @@ without running gates and without writing anything.`,
 				}
 				out = append(out, narrow(s, t))
 			}
+			if d, ok := readDaemonInfo(f.stateDir); ok && output == "table" {
+				fmt.Fprintf(g.Stdout, "DAEMON pid %d since %s, target %s %s\n", d.PID, stamp(d.Started, now), d.Target, d.Out)
+				if !d.Readiness {
+					fmt.Fprintln(g.Stdout, "note: in directory mode ferry cannot see the clusters: readiness of backends is not checked before traffic moves")
+				}
+				fmt.Fprintln(g.Stdout)
+			}
 			return withUsage(writeStatus(g.Stdout, output, out))
 		},
 	}
