@@ -11,8 +11,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler"
@@ -21,8 +19,6 @@ import (
 	"github.com/ferry-dev/ferry/reconciler/state"
 	"github.com/ferry-dev/ferry/test/cluster"
 )
-
-var trafficSplits = schema.GroupVersionResource{Group: "split.smi-spec.io", Version: "v1alpha2", Resource: "trafficsplits"}
 
 // fixtures makes namespace shop with a Service and ready endpoints for
 // each name in the given clusters, and the Linkerd Links between a and b.
@@ -45,31 +41,18 @@ func clusterTarget(t *testing.T, env *cluster.Env, names ...string) *apply.Targe
 	return apply.NewTarget(appliers)
 }
 
-// toWeight returns the weight the TrafficSplit shop/<svc> of cluster cl
-// gives the migration's `to` side, b: the remote backend in a, the local
-// one in b; -1 when there is no split.
-func toWeight(t *testing.T, env *cluster.Env, cl, svc string) int64 {
+// toWeight returns the percent the TrafficSplit shop/<svc> of cluster cl
+// gives b, the migration's `to` side; -1 when there is no split.
+func toWeight(t testing.TB, env *cluster.Env, cl, svc string) int64 {
 	t.Helper()
-	ts, err := env.Clusters[cl].Dynamic.Resource(trafficSplits).Namespace("shop").Get(context.Background(), svc, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	w, found, err := env.ToWeight(context.Background(), cl, "b", "shop", svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
 		return -1
 	}
-	if err != nil {
-		t.Fatalf("cluster %s: %v", cl, err)
-	}
-	backends, _, _ := unstructured.NestedSlice(ts.Object, "spec", "backends")
-	var sum, to int64
-	for i, b := range backends {
-		w, _ := b.(map[string]any)["weight"].(int64)
-		sum += w
-		if (cl == "a") == (i == 1) {
-			to = w
-		}
-	}
-	if sum != 100 {
-		t.Fatalf("cluster %s: split %s weights sum to %d: %v", cl, svc, sum, backends)
-	}
-	return to
+	return w
 }
 
 // loop is a reconciler on a fake clock that moves 10 s per Reconcile.

@@ -29,7 +29,7 @@ import (
 )
 
 var (
-	splitResource = schema.GroupVersionResource{Group: "split.smi-spec.io", Version: "v1alpha2", Resource: "trafficsplits"}
+	splitResource = cluster.TrafficSplits
 	linkResource  = schema.GroupVersionResource{Group: "multicluster.linkerd.io", Version: "v1alpha1", Resource: "links"}
 )
 
@@ -433,31 +433,8 @@ func clusterToWeight(ctx context.Context, env *cluster.Env, cl, svc string) (int
 }
 
 // splitWeight reads the weight a split of cluster cl (a or b) gives b.
-// Linkerd's mirrors of the peer's services are named <name>-<peer>: in a
-// they are b's side, in b they are a's.
 func splitWeight(cl string, ts *unstructured.Unstructured) (int64, error) {
-	peer := map[string]string{"a": "b", "b": "a"}[cl]
-	backends, _, err := unstructured.NestedSlice(ts.Object, "spec", "backends")
-	if err != nil {
-		return 0, fmt.Errorf("cluster %s: split %s: %w", cl, ts.GetName(), err)
-	}
-	var sum, remote int64
-	for _, b := range backends {
-		m, _ := b.(map[string]any)
-		w, _ := m["weight"].(int64)
-		name, _ := m["service"].(string)
-		sum += w
-		if strings.HasSuffix(name, "-"+peer) {
-			remote += w
-		}
-	}
-	if sum != 100 || len(backends) != 2 {
-		return 0, fmt.Errorf("cluster %s: split %s (resourceVersion %s): %d backends, weights sum to %d: %v", cl, ts.GetName(), ts.GetResourceVersion(), len(backends), sum, backends)
-	}
-	if cl == "a" {
-		return remote, nil
-	}
-	return sum - remote, nil
+	return cluster.SplitToWeight(ts, cl, "b")
 }
 
 // splitWatch follows every version of the test's TrafficSplits in both

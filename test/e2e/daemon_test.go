@@ -18,16 +18,13 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/ferry-dev/ferry/test/cluster"
 	"github.com/ferry-dev/ferry/test/gitserver"
 )
 
-var trafficSplits = schema.GroupVersionResource{Group: "split.smi-spec.io", Version: "v1alpha2", Resource: "trafficsplits"}
+var trafficSplits = cluster.TrafficSplits
 
 // daemon is a running `ferry run` process.
 type daemon struct {
@@ -164,30 +161,18 @@ func waitFor(t testing.TB, what string, within time.Duration, ok func() bool) {
 	}
 }
 
-// toWeight is the percent of svc's traffic the TrafficSplit of cluster cl
-// gives cluster b (the `to` side); -1 without a split.
+// toWeight returns the percent the TrafficSplit shop/<svc> of cluster cl
+// gives b, the migration's `to` side; -1 when there is no split.
 func toWeight(t testing.TB, env *cluster.Env, cl, svc string) int64 {
 	t.Helper()
-	ts, err := env.Clusters[cl].Dynamic.Resource(trafficSplits).Namespace("shop").Get(context.Background(), svc, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
+	w, found, err := env.ToWeight(context.Background(), cl, "b", "shop", svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
 		return -1
 	}
-	if err != nil {
-		t.Fatalf("cluster %s: %v", cl, err)
-	}
-	backends, _, _ := unstructured.NestedSlice(ts.Object, "spec", "backends")
-	var sum, to int64
-	for i, b := range backends {
-		w, _ := b.(map[string]any)["weight"].(int64)
-		sum += w
-		if (cl == "a") == (i == 1) {
-			to = w
-		}
-	}
-	if sum != 100 {
-		t.Fatalf("cluster %s: split %s weights sum to %d: %v", cl, svc, sum, backends)
-	}
-	return to
+	return w
 }
 
 // resourceVersions lists the resourceVersion of every object ferry
