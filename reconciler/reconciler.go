@@ -107,6 +107,7 @@ type Reconciler struct {
 	clusters map[string]*plans.Cluster
 	retired  map[string]bool
 	warned   map[string]bool
+	pfMu     sync.Mutex // guards checked: migrations decide concurrently
 	checked  map[string]preflightResult
 
 	trigger chan struct{}
@@ -253,89 +254,38 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 		return err
 	}
 
+	// Migrations decide concurrently, so that one whose gates are slow
+	// (a Prometheus timing out) does not delay the others.
+	results := make([]decided, len(repo.Migrations))
+	var wg sync.WaitGroup
+	for i, m := range repo.Migrations {
+		wg.Go(func() { results[i] = r.decide(ctx, repo, m, rev, now) })
+	}
+	wg.Wait()
 	steps := plans.Steps{}
 	decisions := map[string]plans.Plan{}
 	before := map[string]state.Snapshot{}
 	render := *repo
 	render.Migrations = nil
-	for _, m := range repo.Migrations {
-		snap, err := r.cfg.Store.Load(ctx, m.Name)
-		if err != nil {
-			return fmt.Errorf("migration %s: load progress: %w", m.Name, err)
+	var errs []error
+	for _, d := range results {
+		if d.err != nil {
+			errs = append(errs, d.err)
+			continue
 		}
-		progress := snap.Services
-		if progress == nil {
-			progress = map[string]plans.Progress{}
+		if d.render {
+			render.Migrations = append(render.Migrations, d.m)
 		}
-		m = r.withRemoved(m, progress)
-		// Operator requests (ferry approve/pause/resume/rollback).
-		reqs, err := r.cfg.Store.Pending(ctx, m.Name)
-		if err != nil {
-			return fmt.Errorf("migration %s: pending requests: %w", m.Name, err)
-		}
-		var done []string
-		for _, q := range reqs {
-			if np, _, err := plans.ApplyRequest(m, progress, q); err == nil {
-				progress = np
-			} else {
-				r.cfg.Logger.Warn("request refused", "migration", m.Name, "request", q.ID, "error", err)
-			}
-			done = append(done, q.ID)
-		}
-		obs := plans.Observations{Readiness: map[string]plans.Readiness{}, FromReadiness: map[string]plans.Readiness{}}
-		rc, canCheck := r.cfg.Target.(ReadinessChecker)
-		for _, s := range m.Services() {
-			if !r.cfg.Target.CheckReadiness() || !canCheck {
-				obs.Readiness[s.Ref()] = plans.Readiness{Ready: true, Reason: "not checked: directory target"}
-				continue
-			}
-			// Traffic only goes to a backend that exists and has ready
-			// endpoints (DESIGN.md invariant 1), on either side.
-			ok, why := rc.Ready(ctx, m.To, s.Namespace, s.Name)
-			obs.Readiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
-			ok, why = rc.Ready(ctx, m.From, s.Namespace, s.Name)
-			obs.FromReadiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
-		}
-		// A migration that has not started must pass preflight on every
-		// cluster first; until then nothing of it is applied and its
-		// services hold with the failures as the reason.
-		failures := r.preflight(ctx, repo, m, progress, rev, now)
-		if len(failures) > 0 {
-			why := "preflight failed: " + strings.Join(failures, "; ")
-			for _, s := range m.Services() {
-				obs.Readiness[s.Ref()] = plans.Readiness{Ready: false, Reason: why}
-			}
-		} else {
-			render.Migrations = append(render.Migrations, m)
-		}
-		plan := plans.Decide(now, m, progress, obs)
-		if r.cfg.Gates != nil {
-			obs.Gates = r.cfg.Gates.Observe(ctx, m, plan, rev, now)
-			plan = plans.Decide(now, m, progress, obs)
-		}
-		if r.fenced() {
-			return ErrFenced
-		}
-		// Write-ahead: the intent is durable before traffic moves.
-		events := state.Events(progress, plan, rev)
-		v, err := r.cfg.Store.Save(ctx, state.Change{
-			Migration: m.Name, Version: snap.Version, Services: plan.Progress(),
-			Commit: rev, At: now, Events: events, Done: done,
-		})
-		if err != nil {
-			return fmt.Errorf("migration %s: save intent: %w", m.Name, err)
-		}
-		if r.cfg.OnEvents != nil && len(events) > 0 {
-			r.cfg.OnEvents(ctx, m.Name, events)
-		}
-		r.cfg.Metrics.Gates(m, plan)
-		snap.Version = v
-		snap.Services = plan.Progress()
-		before[m.Name] = snap
-		decisions[m.Name] = plan
-		for id, idx := range plan.Steps() {
+		before[d.m.Name] = d.snap
+		decisions[d.m.Name] = d.plan
+		for id, idx := range d.plan.Steps() {
 			steps[id] = idx
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		// Nothing is applied: a render without a migration would read as
+		// its removal to a directory target.
+		return err
 	}
 
 	// Decided before the moves below complete, while Pending still says
@@ -389,6 +339,94 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	return nil
 }
 
+// decided is one migration's decision.
+type decided struct {
+	m      *plans.Migration // with removed services carried, if any
+	snap   state.Snapshot   // as saved with the intent
+	plan   plans.Plan
+	render bool // false while preflight fails
+	err    error
+}
+
+// decide loads a migration's progress, applies operator requests, observes
+// readiness, preflight and gates, decides, and saves the intent.
+func (r *Reconciler) decide(ctx context.Context, repo *plans.Repository, m *plans.Migration, rev string, now time.Time) decided {
+	fail := func(what string, err error) decided {
+		return decided{err: fmt.Errorf("migration %s: %s: %w", m.Name, what, err)}
+	}
+	snap, err := r.cfg.Store.Load(ctx, m.Name)
+	if err != nil {
+		return fail("load progress", err)
+	}
+	progress := snap.Services
+	if progress == nil {
+		progress = map[string]plans.Progress{}
+	}
+	m = r.withRemoved(m, progress)
+	// Operator requests (ferry approve/pause/resume/rollback).
+	reqs, err := r.cfg.Store.Pending(ctx, m.Name)
+	if err != nil {
+		return fail("pending requests", err)
+	}
+	var done []string
+	for _, q := range reqs {
+		if np, _, err := plans.ApplyRequest(m, progress, q); err == nil {
+			progress = np
+		} else {
+			r.cfg.Logger.Warn("request refused", "migration", m.Name, "request", q.ID, "error", err)
+		}
+		done = append(done, q.ID)
+	}
+	obs := plans.Observations{Readiness: map[string]plans.Readiness{}, FromReadiness: map[string]plans.Readiness{}}
+	rc, canCheck := r.cfg.Target.(ReadinessChecker)
+	for _, s := range m.Services() {
+		if !r.cfg.Target.CheckReadiness() || !canCheck {
+			obs.Readiness[s.Ref()] = plans.Readiness{Ready: true, Reason: "not checked: directory target"}
+			continue
+		}
+		// Traffic only goes to a backend that exists and has ready
+		// endpoints (DESIGN.md invariant 1), on either side.
+		ok, why := rc.Ready(ctx, m.To, s.Namespace, s.Name)
+		obs.Readiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
+		ok, why = rc.Ready(ctx, m.From, s.Namespace, s.Name)
+		obs.FromReadiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
+	}
+	// A migration that has not started must pass preflight on every
+	// cluster first; until then nothing of it is applied and its services
+	// hold with the failures as the reason.
+	failures := r.preflight(ctx, repo, m, progress, rev, now)
+	if len(failures) > 0 {
+		why := "preflight failed: " + strings.Join(failures, "; ")
+		for _, s := range m.Services() {
+			obs.Readiness[s.Ref()] = plans.Readiness{Ready: false, Reason: why}
+		}
+	}
+	plan := plans.Decide(now, m, progress, obs)
+	if r.cfg.Gates != nil {
+		obs.Gates = r.cfg.Gates.Observe(ctx, m, plan, rev, now)
+		plan = plans.Decide(now, m, progress, obs)
+	}
+	if r.fenced() {
+		return decided{err: ErrFenced}
+	}
+	// Write-ahead: the intent is durable before traffic moves.
+	events := state.Events(progress, plan, rev)
+	v, err := r.cfg.Store.Save(ctx, state.Change{
+		Migration: m.Name, Version: snap.Version, Services: plan.Progress(),
+		Commit: rev, At: now, Events: events, Done: done,
+	})
+	if err != nil {
+		return fail("save intent", err)
+	}
+	if r.cfg.OnEvents != nil && len(events) > 0 {
+		r.cfg.OnEvents(ctx, m.Name, events)
+	}
+	r.cfg.Metrics.Gates(m, plan)
+	snap.Version = v
+	snap.Services = plan.Progress()
+	return decided{m: m, snap: snap, plan: plan, render: len(failures) == 0}
+}
+
 // started reports whether any service of a migration has moved or is
 // moving.
 func started(progress map[string]plans.Progress) bool {
@@ -407,7 +445,10 @@ func (r *Reconciler) preflight(ctx context.Context, repo *plans.Repository, m *p
 	if !ok || started(progress) {
 		return nil
 	}
-	if c, ok := r.checked[m.Name]; ok && c.revision == rev && now.Sub(c.at) < preflightTTL {
+	r.pfMu.Lock()
+	c, ok := r.checked[m.Name]
+	r.pfMu.Unlock()
+	if ok && c.revision == rev && now.Sub(c.at) < preflightTTL {
 		return c.failures
 	}
 	one := *repo
@@ -422,7 +463,9 @@ func (r *Reconciler) preflight(ctx context.Context, repo *plans.Repository, m *p
 	if len(failures) > 0 {
 		r.cfg.Logger.Warn("preflight failed; the migration does not start", "migration", m.Name, "failures", failures)
 	}
+	r.pfMu.Lock()
 	r.checked[m.Name] = preflightResult{revision: rev, at: now, failures: failures}
+	r.pfMu.Unlock()
 	return failures
 }
 
