@@ -88,6 +88,13 @@ func (r *Repo) Git(dir string, args ...string) string {
 	return strings.TrimSpace(out.String())
 }
 
+// AllowPush lets clients push over HTTP (git http-backend refuses
+// anonymous pushes by default).
+func (r *Repo) AllowPush() {
+	r.t.Helper()
+	r.Git(r.bare, "config", "http.receivepack", "true")
+}
+
 // Work returns the work clone's directory.
 func (r *Repo) Work() string { return r.work }
 

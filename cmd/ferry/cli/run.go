@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -28,6 +31,7 @@ import (
 	"github.com/ferry-dev/ferry/reconciler/gates"
 	"github.com/ferry-dev/ferry/reconciler/leader"
 	"github.com/ferry-dev/ferry/reconciler/metrics"
+	"github.com/ferry-dev/ferry/reconciler/publish"
 	"github.com/ferry-dev/ferry/reconciler/source"
 	"github.com/ferry-dev/ferry/reconciler/state"
 )
@@ -43,6 +47,8 @@ type runOptions struct {
 	stateDir, out     string
 	interval          time.Duration
 	kubeconfig        string
+	outGitURL         string
+	outGitBranch      string
 	forceConflicts    bool
 	httpAddr          string
 	logFormat         string
@@ -122,6 +128,8 @@ waves moving at once.`,
 	f.StringVar(&o.stateDir, "state-dir", ".ferry/state", "directory of the progress store (state.db) and the git object cache")
 	f.StringVar(&o.out, "out", "out/rendered", "directory the rendered overlays are written to, one subdirectory per cluster")
 	f.DurationVar(&o.interval, "interval", 10*time.Second, "how often to poll the plan repository and reconcile")
+	f.StringVar(&o.outGitURL, "out-git-url", "", "also commit the rendered overlays in --out to a branch of this repository and push them (HTTPS with "+envGitToken+")")
+	f.StringVar(&o.outGitBranch, "out-git-branch", "rendered", "branch --out-git-url pushes to")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "apply to the clusters whose contexts the plans name, from this kubeconfig; without it, render to --out")
 	f.BoolVar(&o.forceConflicts, "force-conflicts", false, "take over fields another field manager owns (off: conflicts block the step)")
 	f.StringVar(&o.httpAddr, "http-addr", "localhost:9797", "address of /metrics, /healthz, /readyz and /hook; empty: no HTTP server")
@@ -203,6 +211,9 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 	var target reconciler.Target = &reconciler.DirTarget{Dir: o.out}
 	var ct *apply.Target
 	mode := daemonInfo{PID: os.Getpid(), Started: time.Now(), Target: "directory", Out: o.out}
+	if o.kubeconfig != "" && o.outGitURL != "" {
+		return withCode(ExitUsage, errors.New("--out-git-url is for directory mode; it cannot be combined with --kubeconfig"))
+	}
 	if o.kubeconfig != "" {
 		t, err := clusterTarget(o.kubeconfig, o.forceConflicts)
 		if err != nil {
@@ -213,6 +224,18 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 		mode.Target, mode.Out, mode.Readiness = "clusters", o.kubeconfig, true
 		fmt.Fprintf(g.Stderr, "ferry: applying to the contexts of %s\n", o.kubeconfig)
 	} else {
+		if o.outGitURL != "" {
+			var auth transport.AuthMethod
+			if tok, ok := os.LookupEnv(envGitToken); ok {
+				auth = &githttp.BasicAuth{Username: cmp.Or(o.gitUser, "git"), Password: tok}
+			}
+			p, err := publish.New(ctx, o.outGitURL, o.outGitBranch, o.out, auth)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			target = p
+			mode.Target = "git " + o.outGitURL + " branch " + o.outGitBranch
+		}
 		fmt.Fprintf(g.Stderr, "ferry: writing rendered overlays to %s; readiness of backends cannot be checked in directory mode\n", o.out)
 	}
 	if err := writeDaemonInfo(o.stateDir, mode); err != nil {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferry-dev/ferry/test/gitserver"
 )
 
 const runPlan = `clusters: {onprem: {}, eks: {}}
@@ -209,5 +211,53 @@ func TestRunConfigFileErrors(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// TestRunPublishesToGit: in directory mode with --out-git-url, every step
+// is committed and pushed to the branch of a repository served by git
+// http-backend, where Argo CD or Flux would pick it up.
+func TestRunPublishesToGit(t *testing.T) {
+	plansRepo := gitRepo(t, map[string]string{"plan.yaml": runPlan})
+	out := gitserver.Start(t)
+	out.AllowPush()
+	dir := t.TempDir()
+	var stdout, stderr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		root := NewRoot(&stdout, &stderr)
+		root.SetArgs([]string{"run", "--url", "file://" + plansRepo, "--state-dir", filepath.Join(dir, "state"),
+			"--out", filepath.Join(dir, "clone"), "--out-git-url", out.URL(), "--out-git-branch", "rendered",
+			"--interval", "1s", "--http-addr", ""})
+		done <- root.ExecuteContext(ctx)
+	}()
+	branch := func() string {
+		o, err := exec.Command("git", "ls-remote", out.URL(), "refs/heads/rendered").Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(o))
+	}
+	eventually(t, "the render is pushed to branch rendered\n"+stderr.String(), 20*time.Second, func() bool { return branch() != "" })
+	check := filepath.Join(dir, "check")
+	eventually(t, "cart reaches 100% on the pushed branch", 30*time.Second, func() bool {
+		_ = os.RemoveAll(check)
+		if err := exec.Command("git", "clone", "-q", "-b", "rendered", out.URL(), check).Run(); err != nil {
+			return false
+		}
+		b, _ := os.ReadFile(filepath.Join(check, "onprem", "manifests.yaml"))
+		return strings.Contains(string(b), "service: cart-local-eks\n    weight: 100")
+	})
+	o, _ := exec.Command("git", "-C", check, "log", "--format=%an %s").Output()
+	// One commit per render that changed: 50% and 100%, and 0% when the
+	// first reconcile did not promote at once.
+	if n := strings.Count(string(o), "ferry ferry: rendered overlays of eks, onprem"); n < 2 || n > 3 {
+		t.Errorf("%d ferry commits on the branch, want one per step (2 or 3):\n%s", n, o)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
 }
