@@ -88,7 +88,7 @@ whole migration too.`,
 }
 
 // gone reports whether name is a migration the store has state for.
-func gone(cmd *cobra.Command, st *state.Bolt, name string) bool {
+func gone(cmd *cobra.Command, st state.Store, name string) bool {
 	if st == nil || strings.Contains(name, "/") {
 		return false
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ferry-dev/ferry/plans"
@@ -30,11 +31,41 @@ var clock = time.Now
 type stateFlags struct {
 	plans    string
 	stateDir string
+	// The kube store, for a daemon running in a cluster (--store kube).
+	kind        string
+	kubeconfig  string
+	homeContext string
+	namespace   string
 }
 
 func (f *stateFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.plans, "plans", ".", "plan repository directory")
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", filepath.Join(".ferry", "state"), "state directory (the daemon's bolt store)")
+	cmd.Flags().StringVar(&f.kind, "store", "bolt", "the daemon's progress store: bolt (--state-dir) or kube (ConfigMaps in --namespace of --home-context)")
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the home cluster, for --store kube (default: $KUBECONFIG, ~/.kube/config)")
+	cmd.Flags().StringVar(&f.homeContext, "home-context", "", "context of the home cluster, for --store kube (default: the current context)")
+	cmd.Flags().StringVar(&f.namespace, "namespace", "ferry-system", "namespace of the kube store")
+}
+
+// kube opens the kube store of the home cluster.
+func (f *stateFlags) kube() (state.Store, error) {
+	kc, err := loadKubeconfig(f.kubeconfig)
+	if err != nil {
+		return nil, withCode(ExitUsage, err)
+	}
+	cx := f.homeContext
+	if cx == "" {
+		cx = kc.cfg.CurrentContext
+	}
+	cfg, err := kc.rest(cx)
+	if err != nil {
+		return nil, withCode(ExitUsage, err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, withCode(ExitUsage, err)
+	}
+	return state.NewKube(client, f.namespace), nil
 }
 
 // repo loads the plan repository; invalid plans exit 1, anything else 2.
@@ -51,7 +82,14 @@ func (f *stateFlags) repo() (*plans.Repository, error) {
 }
 
 // store opens the state store for writing, creating it if needed.
-func (f *stateFlags) store() (*state.Bolt, error) {
+func (f *stateFlags) store() (state.Store, error) {
+	switch f.kind {
+	case "kube":
+		return f.kube()
+	case "bolt", "":
+	default:
+		return nil, withCode(ExitUsage, fmt.Errorf("--store %q: expected bolt or kube", f.kind))
+	}
 	st, err := state.NewBolt(f.stateDir, 0)
 	if err != nil {
 		return nil, withCode(ExitUsage, err)
@@ -61,9 +99,11 @@ func (f *stateFlags) store() (*state.Bolt, error) {
 
 // readStore opens the state store for reading; nil when there is none yet,
 // so that reading commands never create one.
-func (f *stateFlags) readStore() (*state.Bolt, error) {
-	if _, err := os.Stat(filepath.Join(f.stateDir, state.BoltFile)); errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+func (f *stateFlags) readStore() (state.Store, error) {
+	if f.kind == "bolt" || f.kind == "" {
+		if _, err := os.Stat(filepath.Join(f.stateDir, state.BoltFile)); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
 	}
 	return f.store()
 }
@@ -305,7 +345,7 @@ func withUsage(err error) error {
 
 // load returns the migration's progress and pending requests; none when
 // st is nil.
-func load(ctx context.Context, st *state.Bolt, migration string) (state.Snapshot, []plans.Request, error) {
+func load(ctx context.Context, st state.Store, migration string) (state.Snapshot, []plans.Request, error) {
 	if st == nil {
 		return state.Snapshot{Migration: migration, Services: map[string]plans.Progress{}}, nil, nil
 	}
@@ -317,7 +357,7 @@ func load(ctx context.Context, st *state.Bolt, migration string) (state.Snapshot
 	return snap, reqs, err
 }
 
-func migrationStatus(ctx context.Context, st *state.Bolt, m *plans.Migration, now time.Time) (MigrationStatus, error) {
+func migrationStatus(ctx context.Context, st state.Store, m *plans.Migration, now time.Time) (MigrationStatus, error) {
 	snap, reqs, err := load(ctx, st, m.Name)
 	if err != nil {
 		return MigrationStatus{}, err
