@@ -19,6 +19,10 @@ var _ reconciler.Target = (*Target)(nil)
 // (renderer.Object.Migration empty).
 const OverlayInventory = "overlay"
 
+// MaxParallelClusters bounds how many clusters one Apply writes to at once;
+// each cluster's own calls are bounded by its Options.Concurrency.
+const MaxParallelClusters = 8
+
 // Target applies a render to every cluster that has an Applier; it is the
 // reconciler's Target for real clusters. Clusters are applied concurrently,
 // the migrations of one cluster one after another.
@@ -86,12 +90,15 @@ func (t *Target) Apply(ctx context.Context, res *renderer.Result) error {
 		errs []error
 		last = map[string]map[string]ChangeSet{}
 	)
+	sem := make(chan struct{}, MaxParallelClusters)
 	for _, out := range res.Clusters {
 		a := t.applier(out.Name)
 		if a == nil {
 			continue
 		}
 		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			byMig := map[string][]renderer.Object{}
 			for _, o := range out.Objects {
 				m := o.Migration
