@@ -11,6 +11,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/reconciler"
@@ -301,5 +302,69 @@ func TestRemovalIsTrafficFirst(t *testing.T) {
 	l.tick(2)
 	if w := toWeight(t, env, "a", "web"); w != 100 {
 		t.Errorf("web at %d%%, want 100: the rest of the plans keeps moving", w)
+	}
+}
+
+const selectorPlan = `
+clusters: {a: {context: a}, b: {context: b}}
+migrations:
+  m:
+    from: a
+    to: b
+    provider: linkerd
+    steps: [0, 50, 100]
+    soak: 10s
+    window: {schedule: ["@every 10s"]}
+    waves:
+      - name: named
+        services: [shop/web]
+      - name: backends
+        maxConcurrent: 5
+        selector: {namespace: shop, matchLabels: {tier: backend}}
+`
+
+// TestWaveSelector: a wave's label selector picks the Services of the from
+// cluster that carry the labels, skipping those another wave names; they
+// move after the wave before, and a Service without the labels is left
+// alone.
+func TestWaveSelector(t *testing.T) {
+	env := cluster.StartT(t, "a", "b")
+	fixtures(t, env, []string{"a", "b"}, "web", "cart", "pricing", "search")
+	for _, name := range []string{"web", "cart", "pricing"} { // search stays unlabelled
+		patch := []byte(`{"metadata":{"labels":{"tier":"backend"}}}`)
+		if _, err := env.Clusters["a"].Client.CoreV1().Services("shop").Patch(t.Context(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, src, store := newLoop(t, selectorPlan)
+	l := newClusterLoop(t, store, src, clusterTarget(t, env, "a", "b"), nil)
+	l.tick(12)
+	for _, svc := range []string{"web", "cart", "pricing"} {
+		if w := toWeight(t, env, "a", svc); w != 100 {
+			t.Errorf("%s at %d%%, want 100", svc, w)
+		}
+	}
+	if w := toWeight(t, env, "a", "search"); w != -1 {
+		t.Errorf("search, which no selector picks, has a split (%d%%)", w)
+	}
+	d := l.decision("m", "shop/cart")
+	if d.Wave != "backends" {
+		t.Errorf("cart decided in wave %q, want backends", d.Wave)
+	}
+	h, err := store.History(t.Context(), "m", "shop/cart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, _ := store.History(t.Context(), "m", "shop/web")
+	firstPromote := func(h []state.Event) time.Time {
+		for _, e := range h {
+			if e.Kind == state.EventPromote {
+				return e.At
+			}
+		}
+		return time.Time{}
+	}
+	if c, w := firstPromote(h), firstPromote(web); c.IsZero() || !c.After(w) {
+		t.Errorf("cart (wave backends) first moved at %s, web (wave named) at %s: the selected wave must follow", c, w)
 	}
 }

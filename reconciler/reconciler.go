@@ -101,8 +101,10 @@ type Reconciler struct {
 	revision string
 	lastErr  error
 
-	// Owned by the loop (Reconcile is not called concurrently).
+	// Owned by the loop (Reconcile is not called concurrently); svcDefs
+	// also grows while migrations decide, under defsMu.
 	defs     map[string]*plans.Migration
+	defsMu   sync.Mutex
 	svcDefs  map[plans.ServiceID]*plans.Service
 	clusters map[string]*plans.Cluster
 	retired  map[string]bool
@@ -361,6 +363,10 @@ func (r *Reconciler) decide(ctx context.Context, repo *plans.Repository, m *plan
 	progress := snap.Services
 	if progress == nil {
 		progress = map[string]plans.Progress{}
+	}
+	m, err = r.withSelected(ctx, m)
+	if err != nil {
+		return fail("services", err)
 	}
 	m = r.withRemoved(m, progress)
 	// Operator requests (ferry approve/pause/resume/rollback).

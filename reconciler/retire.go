@@ -18,6 +18,8 @@ type Retirer interface {
 // so that what a later commit removes while traffic still flows to it can
 // be sent back to 0% before its objects go (traffic first, exports last).
 func (r *Reconciler) remember(repo *plans.Repository) {
+	r.defsMu.Lock()
+	defer r.defsMu.Unlock()
 	for _, m := range repo.Migrations {
 		r.defs[m.Name] = m
 		for _, w := range m.Waves {
@@ -45,7 +47,10 @@ func (r *Reconciler) withRemoved(m *plans.Migration, progress map[string]plans.P
 		if m.Service(ref) != nil || !carrying(p) {
 			continue
 		}
-		if s := r.svcDefs[plans.ServiceID{Migration: m.Name, Service: ref}]; s != nil {
+		r.defsMu.Lock()
+		s := r.svcDefs[plans.ServiceID{Migration: m.Name, Service: ref}]
+		r.defsMu.Unlock()
+		if s != nil {
 			c := *s
 			c.Rollback = true
 			add = append(add, &c)

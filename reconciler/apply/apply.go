@@ -19,7 +19,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -27,6 +29,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ferry-dev/ferry/plans"
 	"github.com/ferry-dev/ferry/renderer"
 )
 
@@ -803,5 +806,33 @@ func (a *Applier) PruneDiff(ctx context.Context, migration string, objs []render
 		}
 		out = append(out, d)
 	}
+	return out, nil
+}
+
+// Services lists the Services of sel.Namespace matching sel.MatchLabels,
+// except ferry's own and mesh mirrors, as plan services.
+func (a *Applier) Services(ctx context.Context, sel *plans.Selector) ([]*plans.Service, error) {
+	var list *corev1.ServiceList
+	err := a.call(ctx, func(ctx context.Context) error {
+		var err error
+		list, err = a.kube.CoreV1().Services(sel.Namespace).List(ctx, metav1.ListOptions{LabelSelector: labels.SelectorFromSet(sel.MatchLabels).String()})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: list services in %s: %w", a.cluster, sel.Namespace, err)
+	}
+	var out []*plans.Service
+	for _, s := range list.Items {
+		if s.Labels[renderer.LabelManagedBy] == "ferry" || s.Labels["mirror.linkerd.io/mirrored-service"] != "" || len(s.Spec.Ports) == 0 {
+			continue
+		}
+		p := s.Spec.Ports[0]
+		svc := &plans.Service{Namespace: s.Namespace, Name: s.Name, Port: int(p.Port), PodSelector: s.Spec.Selector}
+		if p.TargetPort.Type == intstr.Int && int(p.TargetPort.IntVal) != svc.Port && p.TargetPort.IntVal != 0 {
+			svc.TargetPort = int(p.TargetPort.IntVal)
+		}
+		out = append(out, svc)
+	}
+	slices.SortFunc(out, func(x, y *plans.Service) int { return strings.Compare(x.Ref(), y.Ref()) })
 	return out, nil
 }

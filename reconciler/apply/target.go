@@ -190,3 +190,14 @@ func (t *Target) Preflight(ctx context.Context, repo *plans.Repository, res *ren
 	slices.Sort(out)
 	return out
 }
+
+// Services lists the Services of a plan cluster that sel matches, for wave
+// selectors. Services ferry made (the local Services) and the mirrors a
+// mesh made of the peer's are not candidates.
+func (t *Target) Services(ctx context.Context, cluster string, sel *plans.Selector) ([]*plans.Service, error) {
+	a := t.applier(cluster)
+	if a == nil {
+		return nil, fmt.Errorf("cluster %s: no API access configured (no kubeconfig context)", cluster)
+	}
+	return a.Services(ctx, sel)
+}
