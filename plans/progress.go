@@ -62,6 +62,10 @@ type Progress struct {
 	// Override is an operator's pause or rollback, or ferry's own hold or
 	// rollback after repeated gate failures; it stays until `ferry resume`.
 	Override *Override `json:"override,omitempty"`
+	// Defined is the plan revision that last defined the service, so that
+	// a service removed since can still be rendered back to 0% after a
+	// restart. The engine carries it along; the daemon sets it.
+	Defined string `json:"defined,omitempty"`
 }
 
 // NoPending is Progress.Pending when no move is in flight.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/ferry-dev/ferry/reconciler"
 	"github.com/ferry-dev/ferry/reconciler/apply"
 	"github.com/ferry-dev/ferry/reconciler/gates"
+	"github.com/ferry-dev/ferry/reconciler/source"
 	"github.com/ferry-dev/ferry/reconciler/state"
 	"github.com/ferry-dev/ferry/test/cluster"
 )
@@ -366,5 +368,63 @@ func TestWaveSelector(t *testing.T) {
 	}
 	if c, w := firstPromote(h), firstPromote(web); c.IsZero() || !c.After(w) {
 		t.Errorf("cart (wave backends) first moved at %s, web (wave named) at %s: the selected wave must follow", c, w)
+	}
+}
+
+// TestRemovalSurvivesRestart: a commit removes a migration and a service
+// while traffic flows to them, and ferry restarts before it ever saw that
+// commit. The new process reads their definitions from the commit that
+// last defined them (recorded with their progress) and still sends their
+// traffic back to 0% before it prunes anything.
+func TestRemovalSurvivesRestart(t *testing.T) {
+	env := cluster.StartT(t, "a", "b")
+	fixtures(t, env, []string{"a", "b"}, "cart", "web", "api")
+	repoDir, stateDir := t.TempDir(), t.TempDir()
+	git(t, repoDir, "init", "-q", "-b", "main")
+	commit(t, repoDir, twoMigrations)
+	store, err := state.NewBolt(stateDir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newSource := func() *source.Source {
+		src, err := source.New(source.Config{URL: "file://" + repoDir, Ref: source.Ref{Branch: "main"}, Interval: time.Second, Timeout: 30 * time.Second}, filepath.Join(stateDir, "source"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}
+	src := newSource()
+	l := newClusterLoop(t, store, src, clusterTarget(t, env, "a", "b"), nil)
+	l.tick(1)
+	for _, svc := range []string{"cart", "web", "api"} {
+		if w := toWeight(t, env, "a", svc); w != 50 {
+			t.Fatalf("%s at %d%% before the removal, want 50", svc, w)
+		}
+	}
+	// ferry stops; the removal lands; ferry starts again.
+	src.Close()
+	next := twoMigrations[:strings.Index(twoMigrations, "  m:")] + twoMigrations[strings.Index(twoMigrations, "  n:"):]
+	commit(t, repoDir, strings.Replace(next, "[shop/web, shop/api]", "[shop/web]", 1))
+	src = newSource()
+	defer src.Close()
+	now := l.now
+	l = newClusterLoop(t, store, src, clusterTarget(t, env, "a", "b"), nil)
+	l.now = now
+
+	l.tick(1)
+	for _, svc := range []string{"cart", "api"} {
+		for _, cl := range []string{"a", "b"} {
+			if w := toWeight(t, env, cl, svc); w != 0 {
+				t.Fatalf("first reconcile after the restart: cluster %s split %s gives b %d%%, want 0 (traffic first)", cl, svc, w)
+			}
+		}
+	}
+	l.tick(2)
+	for _, svc := range []string{"cart", "api"} {
+		for _, cl := range []string{"a", "b"} {
+			if w := toWeight(t, env, cl, svc); w != -1 {
+				t.Errorf("cluster %s: split %s still exists after its traffic went back", cl, svc)
+			}
+		}
 	}
 }

@@ -108,6 +108,8 @@ type Reconciler struct {
 	svcDefs  map[plans.ServiceID]*plans.Service
 	clusters map[string]*plans.Cluster
 	retired  map[string]bool
+	recallMu sync.Mutex
+	recalled map[string]bool // revisions read for removed definitions
 	warned   map[string]bool
 	pfMu     sync.Mutex // guards checked: migrations decide concurrently
 	checked  map[string]preflightResult
@@ -139,7 +141,7 @@ func New(cfg Config) *Reconciler {
 	return &Reconciler{
 		cfg: cfg, renderer: renderer.New(),
 		defs: map[string]*plans.Migration{}, svcDefs: map[plans.ServiceID]*plans.Service{},
-		clusters: map[string]*plans.Cluster{}, retired: map[string]bool{}, warned: map[string]bool{},
+		clusters: map[string]*plans.Cluster{}, retired: map[string]bool{}, warned: map[string]bool{}, recalled: map[string]bool{},
 		checked: map[string]preflightResult{}, trigger: make(chan struct{}, 1),
 	}
 }
@@ -251,6 +253,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 		return errors.New("no good plan commit yet")
 	}
 	now := r.cfg.Now()
+	base := repo
 	repo, gone, err := r.inForce(ctx, repo)
 	if err != nil {
 		return err
@@ -261,7 +264,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	results := make([]decided, len(repo.Migrations))
 	var wg sync.WaitGroup
 	for i, m := range repo.Migrations {
-		wg.Go(func() { results[i] = r.decide(ctx, repo, m, rev, now) })
+		wg.Go(func() { results[i] = r.decide(ctx, repo, base.Migration(m.Name), m, rev, now) })
 	}
 	wg.Wait()
 	steps := plans.Steps{}
@@ -352,7 +355,9 @@ type decided struct {
 
 // decide loads a migration's progress, applies operator requests, observes
 // readiness, preflight and gates, decides, and saves the intent.
-func (r *Reconciler) decide(ctx context.Context, repo *plans.Repository, m *plans.Migration, rev string, now time.Time) decided {
+// defined is m as the plans in force define it, nil for a migration they
+// no longer hold.
+func (r *Reconciler) decide(ctx context.Context, repo *plans.Repository, defined, m *plans.Migration, rev string, now time.Time) decided {
 	fail := func(what string, err error) decided {
 		return decided{err: fmt.Errorf("migration %s: %s: %w", m.Name, what, err)}
 	}
@@ -417,8 +422,15 @@ func (r *Reconciler) decide(ctx context.Context, repo *plans.Repository, m *plan
 	}
 	// Write-ahead: the intent is durable before traffic moves.
 	events := state.Events(progress, plan, rev)
+	next := plan.Progress()
+	for ref, p := range next {
+		if defined != nil && defined.Service(ref) != nil {
+			p.Defined = rev
+			next[ref] = p
+		}
+	}
 	v, err := r.cfg.Store.Save(ctx, state.Change{
-		Migration: m.Name, Version: snap.Version, Services: plan.Progress(),
+		Migration: m.Name, Version: snap.Version, Services: next,
 		Commit: rev, At: now, Events: events, Done: done,
 	})
 	if err != nil {
@@ -429,7 +441,7 @@ func (r *Reconciler) decide(ctx context.Context, repo *plans.Repository, m *plan
 	}
 	r.cfg.Metrics.Gates(m, plan)
 	snap.Version = v
-	snap.Services = plan.Progress()
+	snap.Services = next
 	return decided{m: m, snap: snap, plan: plan, render: len(failures) == 0}
 }
 

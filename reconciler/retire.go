@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/ferry-dev/ferry/plans"
+	"github.com/ferry-dev/ferry/reconciler/source"
 )
 
 // Retirer is a Target that can remove everything ferry created for a
@@ -30,6 +31,58 @@ func (r *Reconciler) remember(repo *plans.Repository) {
 	}
 }
 
+// historian is a Source that can read an earlier commit.
+type historian interface {
+	At(rev string) (*source.Snapshot, error)
+}
+
+// recall loads the plans of an earlier revision and remembers the
+// definitions the reconciler lacks: after a restart, those of migrations
+// and services removed before it. Each revision is tried once.
+func (r *Reconciler) recall(rev string) {
+	h, ok := r.cfg.Source.(historian)
+	if !ok || rev == "" {
+		return
+	}
+	r.recallMu.Lock()
+	defer r.recallMu.Unlock()
+	if r.recalled[rev] {
+		return
+	}
+	r.recalled[rev] = true
+	snap, err := h.At(rev)
+	if err != nil {
+		r.cfg.Logger.Warn("cannot read an earlier plan commit for the definitions of removed services", "revision", rev, "error", err)
+		return
+	}
+	repo, err := plans.Load(snap.FS)
+	if err != nil {
+		r.cfg.Logger.Warn("cannot load an earlier plan commit for the definitions of removed services", "revision", rev, "error", err)
+		return
+	}
+	if r.cfg.Tweak != nil {
+		r.cfg.Tweak(repo)
+	}
+	r.defsMu.Lock()
+	defer r.defsMu.Unlock()
+	for _, m := range repo.Migrations {
+		if r.defs[m.Name] == nil {
+			r.defs[m.Name] = m
+		}
+		for _, s := range m.Services() {
+			id := plans.ServiceID{Migration: m.Name, Service: s.Ref()}
+			if r.svcDefs[id] == nil {
+				r.svcDefs[id] = s
+			}
+		}
+	}
+	for name, c := range repo.Clusters {
+		if r.clusters[name] == nil {
+			r.clusters[name] = c
+		}
+	}
+}
+
 // carrying reports whether p still routes, or is about to route, traffic.
 func carrying(p plans.Progress) bool {
 	return p.Weight > 0 || p.Step > 0 || (p.Pending != plans.NoPending && p.PendingWeight > 0)
@@ -47,9 +100,16 @@ func (r *Reconciler) withRemoved(m *plans.Migration, progress map[string]plans.P
 		if m.Service(ref) != nil || !carrying(p) {
 			continue
 		}
+		id := plans.ServiceID{Migration: m.Name, Service: ref}
 		r.defsMu.Lock()
-		s := r.svcDefs[plans.ServiceID{Migration: m.Name, Service: ref}]
+		s := r.svcDefs[id]
 		r.defsMu.Unlock()
+		if s == nil {
+			r.recall(p.Defined)
+			r.defsMu.Lock()
+			s = r.svcDefs[id]
+			r.defsMu.Unlock()
+		}
 		if s != nil {
 			c := *s
 			c.Rollback = true
@@ -110,6 +170,9 @@ func (r *Reconciler) inForce(ctx context.Context, repo *plans.Repository) (*plan
 		busy := false
 		for _, p := range snap.Services {
 			busy = busy || carrying(p)
+			if carrying(p) && r.defs[name] == nil {
+				r.recall(p.Defined)
+			}
 		}
 		switch def := r.defs[name]; {
 		case !busy:

@@ -360,3 +360,30 @@ func unwrapAll(err error) []error {
 	}
 	return out
 }
+
+// At returns the snapshot of an earlier commit still in the local store,
+// checked as when it was new (signature, plan tree). The reconciler reads
+// from it the definitions of migrations and services removed since, to
+// send their traffic back after a restart.
+func (s *Source) At(rev string) (*Snapshot, error) {
+	h := plumbing.NewHash(rev)
+	if len(rev) != 40 || h.IsZero() {
+		return nil, fmt.Errorf("revision %q: not a commit hash", rev)
+	}
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	commit, err := s.repo.CommitObject(h)
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", rev, err)
+	}
+	if s.keys != nil {
+		if _, err := s.keys.verify(commit); err != nil {
+			return nil, err
+		}
+	}
+	snap, errs := newSnapshot(s.st, commit, "", s.cfg.Path, nil)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return snap, nil
+}
