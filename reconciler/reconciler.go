@@ -73,6 +73,9 @@ type Config struct {
 	// OnReconcile is called after every reconcile with the plans in force
 	// and the decisions taken, for progress views.
 	OnReconcile func(repo *plans.Repository, decisions map[string]plans.Plan)
+	// OnApply is called after every apply to the target, also a failed
+	// one, with its error (metrics of what was applied, conflicts, drift).
+	OnApply func(err error)
 	// OnEvents is called with the history events of every saved decision
 	// (Kubernetes Events, notifications).
 	OnEvents func(ctx context.Context, migration string, events []state.Event)
@@ -307,7 +310,11 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	if r.fenced() {
 		return ErrFenced
 	}
-	if err := r.cfg.Target.Apply(ctx, res); err != nil {
+	err = r.cfg.Target.Apply(ctx, res)
+	if r.cfg.OnApply != nil {
+		r.cfg.OnApply(err)
+	}
+	if err != nil {
 		return fmt.Errorf("apply %s: %w", rev, err)
 	}
 	// Every target holds the new steps: the moves are done.

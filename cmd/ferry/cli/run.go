@@ -257,6 +257,8 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 		},
 		OnReconcile: func(repo *plans.Repository, d map[string]plans.Plan) {
 			view.show(repo, d)
+		},
+		OnApply: func(error) {
 			if ct != nil {
 				reportChanges(context.Background(), ct.LastChanges(), m, drift, g.Logger)
 			}
