@@ -17,9 +17,9 @@ import (
 	"github.com/ferry-dev/ferry/test/gitserver"
 )
 
-// holdPlan is daemonPlan with an approval gate on the last step, so that
+// faultHoldPlan is daemonPlan with an approval gate on the last step, so that
 // services stop at 50% with traffic flowing to both sides.
-func holdPlan(services string, extra string) string {
+func faultHoldPlan(services string, extra string) string {
 	return strings.Replace(daemonPlan(services), "    waves:\n", "    gates: [{name: owner, approval: {}, steps: [100]}]\n"+extra+"    waves:\n", 1)
 }
 
@@ -41,7 +41,7 @@ func TestFaultEmptyRender(t *testing.T) {
 	env.Link(t)
 	env.Serve(t, []string{"a", "b"}, "shop", "cart", "web")
 	repo := gitserver.Start(t)
-	good := repo.CommitPush("plans", map[string]string{"plan.yaml": holdPlan("shop/cart, shop/web", "")})
+	good := repo.CommitPush("plans", map[string]string{"plan.yaml": faultHoldPlan("shop/cart, shop/web", "")})
 	d := startDaemon(t, nil, "--url", repo.URL(), "--kubeconfig", env.Kubeconfig,
 		"--state-dir", t.TempDir(), "--out", filepath.Join(t.TempDir(), "out"), "--interval", "300ms")
 	waitFor(t, "cart and web at 50% on both clusters", 60*time.Second, func() bool {
@@ -56,7 +56,7 @@ func TestFaultEmptyRender(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second)
 	before := resourceVersions(t, env)
-	invBefore := map[string][]string{"a": inventoryObjects(t, env, "a", "m"), "b": inventoryObjects(t, env, "b", "m")}
+	invBefore := map[string][]string{"a": faultInventory(t, env, "a", "m"), "b": faultInventory(t, env, "b", "m")}
 
 	empty := repo.CommitPush("remove every migration", map[string]string{"plan.yaml": "clusters: {a: {context: a}, b: {context: b}}\n"})
 	pushed := time.Now()
@@ -68,16 +68,16 @@ func TestFaultEmptyRender(t *testing.T) {
 		t.Errorf("the log does not say why the empty commit was refused")
 	}
 	time.Sleep(3 * time.Second) // ten reconciles
-	unchanged(t, env, before, "after the empty commit")
-	readyOn(t, d, good, "after the empty commit")
+	faultUnchanged(t, env, before, "after the empty commit")
+	faultReadyOn(t, d, good, "after the empty commit")
 	for _, cl := range []string{"a", "b"} {
-		if got := inventoryObjects(t, env, cl, "m"); !slices.Equal(got, invBefore[cl]) {
+		if got := faultInventory(t, env, cl, "m"); !slices.Equal(got, invBefore[cl]) {
 			t.Errorf("cluster %s: inventory %v, was %v", cl, got, invBefore[cl])
 		}
 	}
 
 	// The explicit way: roll back, then remove.
-	repo.CommitPush("roll m back", map[string]string{"plan.yaml": holdPlan("shop/cart, shop/web", "    rollback: true\n")})
+	repo.CommitPush("roll m back", map[string]string{"plan.yaml": faultHoldPlan("shop/cart, shop/web", "    rollback: true\n")})
 	waitFor(t, "cart and web back at 0% on both clusters", 60*time.Second, func() bool {
 		for _, cl := range []string{"a", "b"} {
 			for _, svc := range []string{"cart", "web"} {
@@ -165,7 +165,7 @@ func TestFaultSSAConflict(t *testing.T) {
 	t.Logf("conflict in the log %s after the intruder's apply", time.Since(took).Round(time.Millisecond))
 	var pendingSince time.Time
 	for time.Since(took) < 12*time.Second {
-		p := boltProgress(t, store, "m").Services["shop/cart"]
+		p := faultProgress(t, store, "m").Services["shop/cart"]
 		switch {
 		case p.Weight > 50:
 			t.Fatalf("cart counted done at %d%% while its split on a is the intruder's", p.Weight)
@@ -178,7 +178,7 @@ func TestFaultSSAConflict(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if pendingSince.IsZero() {
-		t.Errorf("cart's move to 100%% was never decided: the test did not reach a blocked step\n%s", describe(boltProgress(t, store, "m")))
+		t.Errorf("cart's move to 100%% was never decided: the test did not reach a blocked step\n%s", describe(faultProgress(t, store, "m")))
 	} else {
 		t.Logf("cart's move to 100%% pending (blocked) for %s", time.Since(pendingSince).Round(time.Millisecond))
 	}
@@ -187,8 +187,8 @@ func TestFaultSSAConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mf := range live.GetManagedFields() {
-		if mf.Manager == "ferry" && mf.FieldsV1 != nil && strings.Contains(string(mf.FieldsV1.Raw), `"f:backends"`) {
-			t.Errorf("ferry owns spec.backends again: %s", mf.FieldsV1.Raw)
+		if mf.Manager == "ferry" && mf.FieldsV1 != nil && strings.Contains(mf.FieldsV1.GetRawString(), `"f:backends"`) {
+			t.Errorf("ferry owns spec.backends again: %s", mf.FieldsV1.GetRawString())
 		}
 	}
 	logs := d.logs()
@@ -199,32 +199,32 @@ func TestFaultSSAConflict(t *testing.T) {
 		t.Errorf("the conflict's log line does not name the object:\n%s", line)
 	}
 	t.Logf("log: %.400s", line)
-	if n := d.metricValue("ferry_apply_objects_total", `action="conflict"`); n == 0 {
+	if n := d.faultMetric("ferry_apply_objects_total", `action="conflict"`); n == 0 {
 		// The change sets are counted by cmd/ferry/cli's reportChanges from
 		// Config.OnReconcile, which a reconcile whose Apply failed never
 		// reaches: a conflict, the very thing the label is for, is never
 		// counted.
 		t.Errorf("ferry_apply_objects_total{action=\"conflict\"} is 0 after %s of conflicts on every reconcile (the log has them):\n%s",
-			time.Since(took).Round(time.Second), grepLines(d.metricsText(), "ferry_apply_objects_total"))
+			time.Since(took).Round(time.Second), faultGrep(d.faultMetrics(), "ferry_apply_objects_total"))
 	} else {
 		t.Logf("ferry_apply_objects_total{action=\"conflict\"} %g", n)
 	}
 	out, _ := exec.Command(ferryBin, "status", "--plans", repo, "--state-dir", stateDir).CombinedOutput()
 	t.Logf("ferry status:\n%s", out)
-	web := boltProgress(t, store, "m").Services["shop/web"]
+	web := faultProgress(t, store, "m").Services["shop/web"]
 	t.Logf("web (no conflict) meanwhile: weight %d, pending %d", web.Weight, web.Pending)
 	if err := d.stop(); err != nil {
 		t.Errorf("exit after SIGTERM: %v", err)
 	}
 }
 
-func (d *daemon) metricsText() string {
+func (d *daemon) faultMetrics() string {
 	_, body := d.get("/metrics")
 	return body
 }
 
-// grepLines returns the lines of s that contain sub.
-func grepLines(s, sub string) string {
+// faultGrep returns the lines of s that contain sub.
+func faultGrep(s, sub string) string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
 		if strings.Contains(l, sub) {

@@ -13,9 +13,9 @@ import (
 	"github.com/ferry-dev/ferry/test/gitserver"
 )
 
-// metricValue returns the sum of the samples of metric name whose line
+// faultMetric returns the sum of the samples of metric name whose line
 // contains every label given ("action=\"conflict\""); 0 when there is none.
-func (d *daemon) metricValue(name string, labels ...string) float64 {
+func (d *daemon) faultMetric(name string, labels ...string) float64 {
 	_, body := d.get("/metrics")
 	var sum float64
 	for _, line := range strings.Split(body, "\n") {
@@ -38,9 +38,9 @@ func (d *daemon) metricValue(name string, labels ...string) float64 {
 	return sum
 }
 
-// unchanged fails the test when an object ferry manages changed its
+// faultUnchanged fails the test when an object ferry manages changed its
 // resourceVersion, appeared or went away since before.
-func unchanged(t *testing.T, env *cluster.Env, before map[string]string, after string) {
+func faultUnchanged(t *testing.T, env *cluster.Env, before map[string]string, after string) {
 	t.Helper()
 	now := resourceVersions(t, env)
 	for k, v := range before {
@@ -55,9 +55,9 @@ func unchanged(t *testing.T, env *cluster.Env, before map[string]string, after s
 	}
 }
 
-// readyOn checks that /readyz answers 200 naming revision, the commit in
+// faultReadyOn checks that /readyz answers 200 naming revision, the commit in
 // force.
-func readyOn(t *testing.T, d *daemon, revision, when string) {
+func faultReadyOn(t *testing.T, d *daemon, revision, when string) {
 	t.Helper()
 	if c, body := d.get("/readyz"); c != http.StatusOK || !strings.Contains(body, revision) {
 		t.Errorf("%s: /readyz %d %q, want 200 with the last good commit %s", when, c, strings.TrimSpace(body), revision)
@@ -100,21 +100,21 @@ func TestFaultGitDownForcePushInvalidPlan(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second) // the completions settle
 	before := resourceVersions(t, env)
-	readyOn(t, d, good, "before the outage")
+	faultReadyOn(t, d, good, "before the outage")
 
 	// 1. The server goes down.
 	repo.Stop()
-	errs0 := d.metricValue("ferry_source_errors_total")
+	errs0 := d.faultMetric("ferry_source_errors_total")
 	down := time.Now()
 	waitFor(t, "failed polls counted in ferry_source_errors_total", 30*time.Second, func() bool {
-		return d.metricValue("ferry_source_errors_total") >= errs0+5
+		return d.faultMetric("ferry_source_errors_total") >= errs0+5
 	})
-	t.Logf("git server down: %g failed polls counted in %s", d.metricValue("ferry_source_errors_total")-errs0, time.Since(down).Round(time.Millisecond))
+	t.Logf("git server down: %g failed polls counted in %s", d.faultMetric("ferry_source_errors_total")-errs0, time.Since(down).Round(time.Millisecond))
 	if !strings.Contains(d.logs(), "connection refused") {
 		t.Errorf("the log does not say the plan repository is unreachable")
 	}
-	readyOn(t, d, good, "git server down")
-	unchanged(t, env, before, "git server down")
+	faultReadyOn(t, d, good, "git server down")
+	faultUnchanged(t, env, before, "git server down")
 
 	// 2. Meanwhile the branch is rewritten: the commit in force is
 	// replaced by another with a valid plan (api added), force-pushed.
@@ -129,8 +129,8 @@ func TestFaultGitDownForcePushInvalidPlan(t *testing.T) {
 	})
 	t.Logf("force-push refused %s after the server came back", time.Since(back).Round(time.Millisecond))
 	time.Sleep(2 * time.Second) // several polls and reconciles after the refusal
-	readyOn(t, d, good, "after the force-push")
-	unchanged(t, env, before, "after the force-push")
+	faultReadyOn(t, d, good, "after the force-push")
+	faultUnchanged(t, env, before, "after the force-push")
 	t.Logf("after the refused force-push: %s", d.metric("ferry_plan_valid"))
 
 	// 3. The author puts the branch back on the commit in force and
@@ -145,8 +145,8 @@ func TestFaultGitDownForcePushInvalidPlan(t *testing.T) {
 		t.Errorf("the log does not say why the invalid plan was refused")
 	}
 	time.Sleep(2 * time.Second)
-	readyOn(t, d, good, "after the invalid plan")
-	unchanged(t, env, before, "after the invalid plan")
+	faultReadyOn(t, d, good, "after the invalid plan")
+	faultUnchanged(t, env, before, "after the invalid plan")
 
 	// 4. A valid commit on top is taken.
 	fixed := repo.CommitPush("fix steps", map[string]string{"plan.yaml": daemonPlan("shop/cart, shop/web, shop/api")})

@@ -12,7 +12,7 @@ import (
 	"github.com/ferry-dev/ferry/test/prom"
 )
 
-func promPlan(promURL string) string {
+func faultPromPlan(promURL string) string {
 	return `clusters:
   a: {context: a, prometheus: "` + promURL + `"}
   b: {context: b, prometheus: "` + promURL + `"}
@@ -62,7 +62,7 @@ func TestFaultPrometheusNaNAndDown(t *testing.T) {
 	env.Link(t)
 	env.Serve(t, []string{"a", "b"}, "shop", "cart")
 	repo := t.TempDir()
-	gitRepo(t, repo, promPlan(srv.URL))
+	gitRepo(t, repo, faultPromPlan(srv.URL))
 	stateDir := t.TempDir()
 	d := startDaemon(t, nil, "--url", "file://"+repo, "--branch", "main", "--kubeconfig", env.Kubeconfig,
 		"--state-dir", stateDir, "--out", filepath.Join(t.TempDir(), "out"), "--interval", "300ms")
@@ -79,7 +79,7 @@ func TestFaultPrometheusNaNAndDown(t *testing.T) {
 		t.Helper()
 		time.Sleep(1500 * time.Millisecond) // a round decided before the fault lands
 		start, held := time.Now(), weights()
-		inc0 := d.metricValue("ferry_gate_results_total", `verdict="inconclusive"`)
+		inc0 := d.faultMetric("ferry_gate_results_total", `verdict="inconclusive"`)
 		for time.Since(start) < hold {
 			if w := weights(); w != held {
 				t.Fatalf("%s: cart's splits moved from %v to %v (a, b) while the gate was inconclusive", fault, held, w)
@@ -105,7 +105,7 @@ func TestFaultPrometheusNaNAndDown(t *testing.T) {
 				rounds++
 			}
 		}
-		inc := d.metricValue("ferry_gate_results_total", `verdict="inconclusive"`) - inc0
+		inc := d.faultMetric("ferry_gate_results_total", `verdict="inconclusive"`) - inc0
 		if rounds < 3 || inc < 3 {
 			t.Errorf("%s: %d inconclusive rounds in the history and %g in ferry_gate_results_total over %s, want several (one a second)", fault, rounds, inc, hold)
 		}

@@ -31,9 +31,9 @@ func faultServices(n int) []string {
 	return s
 }
 
-// boltProgress reads the progress of migration m while a daemon may run
+// faultProgress reads the progress of migration m while a daemon may run
 // (the store opens the file per operation).
-func boltProgress(t *testing.T, store *state.Bolt, m string) state.Snapshot {
+func faultProgress(t *testing.T, store *state.Bolt, m string) state.Snapshot {
 	t.Helper()
 	snap, err := store.Load(t.Context(), m)
 	if err != nil {
@@ -103,11 +103,11 @@ func TestFaultAPIServerStoppedMidApply(t *testing.T) {
 		b.Stop(t)
 		down := time.Now()
 		rev := b.EtcdRevision(t)
-		atStop := boltProgress(t, store, migration)
+		atStop := faultProgress(t, store, migration)
 		last := atStop
 		for time.Since(down) < outage {
 			time.Sleep(100 * time.Millisecond)
-			now := boltProgress(t, store, migration)
+			now := faultProgress(t, store, migration)
 			for ref, p := range now.Services {
 				was := last.Services[ref]
 				if p.Step != was.Step {
@@ -132,7 +132,7 @@ func TestFaultAPIServerStoppedMidApply(t *testing.T) {
 	}
 
 	converged := func() bool {
-		if !finished(boltProgress(t, store, migration), len(services)) {
+		if !finished(faultProgress(t, store, migration), len(services)) {
 			return false
 		}
 		for _, s := range services {
@@ -149,7 +149,7 @@ func TestFaultAPIServerStoppedMidApply(t *testing.T) {
 				seen = append(seen, fmt.Sprintf("%s a:%d b:%d", s, wa.weight(s), wb.weight(s)))
 			}
 			t.Fatalf("not at 100%% on both clusters 90 s after the last outage; stored:\n%s\nwatched: %s\nviolations: %v %v",
-				describe(boltProgress(t, store, migration)), strings.Join(seen, ", "), wa.violations(), wb.violations())
+				describe(faultProgress(t, store, migration)), strings.Join(seen, ", "), wa.violations(), wb.violations())
 		}
 	}
 	t.Logf("every service at 100%% on both clusters %s after the start; %d moves in flight cut by the outages (b lacking the weight), %d intents dropped while b was unreachable, %d steps completed during an outage",
@@ -168,7 +168,7 @@ func TestFaultAPIServerStoppedMidApply(t *testing.T) {
 				c.target, c.ref, c.weight, c.rv)
 		}
 	}
-	checkSteps(t, store, migration, services, crashSoak)
+	faultCheckSteps(t, store, migration, services, crashSoak)
 	for _, w := range []*faultWatch{wa, wb} {
 		w.stop()
 		for _, v := range w.violations() {
@@ -188,7 +188,7 @@ func TestFaultAPIServerStoppedMidApply(t *testing.T) {
 	t.Logf("cluster a went back one step %d times while b was down", len(wa.withdrawals()))
 	// No prune: both inventories still list every split.
 	for _, cl := range []string{"a", "b"} {
-		inv := inventoryObjects(t, env, cl, migration)
+		inv := faultInventory(t, env, cl, migration)
 		for _, s := range services {
 			if !slices.Contains(inv, "TrafficSplit/shop/"+s) {
 				t.Errorf("cluster %s: the inventory of %s lacks TrafficSplit shop/%s: %v", cl, migration, s, inv)
@@ -197,13 +197,13 @@ func TestFaultAPIServerStoppedMidApply(t *testing.T) {
 	}
 }
 
-// checkSteps checks invariant 2 on the stored history of every service
+// faultCheckSteps checks invariant 2 on the stored history of every service
 // when a promotion may have been decided again after its intent was
 // dropped: every promotion is one step of 10 up from the step the
 // service is at, the steps are taken in order, every step is taken, and
 // there is no rollback; promotions to a new step come at least soak
 // apart.
-func checkSteps(t *testing.T, store *state.Bolt, migration string, services []string, soak time.Duration) {
+func faultCheckSteps(t *testing.T, store state.History, migration string, services []string, soak time.Duration) {
 	t.Helper()
 	for _, s := range services {
 		ref := "shop/" + s
@@ -240,9 +240,9 @@ func checkSteps(t *testing.T, store *state.Bolt, migration string, services []st
 	}
 }
 
-// inventoryObjects lists the objects of migration's inventory ConfigMap in
+// faultInventory lists the objects of migration's inventory ConfigMap in
 // cluster cl as "Kind/namespace/name", sorted.
-func inventoryObjects(t *testing.T, env *cluster.Env, cl, migration string) []string {
+func faultInventory(t *testing.T, env *cluster.Env, cl, migration string) []string {
 	t.Helper()
 	cm, err := env.Clusters[cl].Client.CoreV1().ConfigMaps("ferry-system").Get(t.Context(), "ferry-inventory-"+migration, metav1.GetOptions{})
 	if err != nil {
