@@ -200,10 +200,8 @@ func TestFaultSSAConflict(t *testing.T) {
 	}
 	t.Logf("log: %.400s", line)
 	if n := d.faultMetric("ferry_apply_objects_total", `action="conflict"`); n == 0 {
-		// The change sets are counted by cmd/ferry/cli's reportChanges from
-		// Config.OnReconcile, which a reconcile whose Apply failed never
-		// reaches: a conflict, the very thing the label is for, is never
-		// counted.
+		// Counted only after a successful apply, a conflict (which fails
+		// the apply) was never counted; fixed in 05d0088 (OnApply).
 		t.Errorf("ferry_apply_objects_total{action=\"conflict\"} is 0 after %s of conflicts on every reconcile (the log has them):\n%s",
 			time.Since(took).Round(time.Second), faultGrep(d.faultMetrics(), "ferry_apply_objects_total"))
 	} else {
