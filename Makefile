@@ -37,10 +37,15 @@ test: testbin vet fmt-check staticcheck
 	$(GO) test -count=1 $(PKGS)
 	$(GO) test -count=1 -race $(RACE_PKGS)
 
-# Fault injection on the daemon as a real process (test/e2e), bigger than
-# in go test: SIGKILLs during 50 promotions instead of 20.
+# Fault injection, results in RELIABILITY.md: the daemon as a real process
+# against real API servers, git server and Prometheus (test/e2e: the crash
+# test with 50 promotions instead of go test's 20, and every Fault
+# scenario), then each fuzz target for FUZZTIME.
+FUZZTIME ?= 20s
 test-faults: testbin
-	FERRY_FAULT_PROMOTIONS=50 $(GO) test -count=1 -run 'Crash' ./test/e2e/
+	FERRY_FAULT_PROMOTIONS=50 $(GO) test -count=1 -run 'Crash|Fault' ./test/e2e/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./plans/
+	$(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./reconciler/source/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
