@@ -47,8 +47,10 @@ test-faults: testbin
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./plans/
 	$(GO) test -run '^$$' -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./reconciler/source/
 
+# Benchmarks against DESIGN.md's budgets, written to BENCHMARKS.md
+# (COUNT=3 and SLOW_COUNT=1 repetitions by default; see test/bench.sh).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	./test/bench.sh
 
 clean:
 	rm -rf bin
