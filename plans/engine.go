@@ -72,6 +72,11 @@ type Observations struct {
 type Readiness struct {
 	Ready  bool
 	Reason string
+	// Unknown says the cluster could not be asked (its API server is
+	// unreachable). A move in flight is then driven on rather than dropped:
+	// a control-plane outage must not move traffic by itself, as an
+	// inconclusive gate never does. A new move still waits.
+	Unknown bool
 }
 
 // Plan is the engine's answer for one migration at one time.
@@ -353,16 +358,19 @@ func (e *engine) service(wi int, w *Wave, s *Service, p Progress) Decision {
 	}
 
 	// A move in flight is driven to its target again. A rollback always
-	// is; a promotion as long as the backend still takes traffic,
-	// otherwise the intent is dropped and the service re-rendered where it
-	// is.
+	// is; a promotion as long as the backend still takes traffic or its
+	// cluster cannot be asked, otherwise the intent is dropped and the
+	// service re-rendered where it is.
 	if p.Pending == 0 {
 		d.Action, d.Step, d.Weight = ActionRollback, 0, p.PendingWeight
 		return d
 	}
 	if p.Pending != NoPending {
-		if r, ok := e.obs.Readiness[ref]; ok && r.Ready {
+		if r, ok := e.obs.Readiness[ref]; ok && (r.Ready || r.Unknown) {
 			d.Action, d.Step, d.Weight = ActionPromote, p.Pending, p.PendingWeight
+			if !r.Ready {
+				d.Blocked, d.Reasons = "move held in flight: "+r.Reason, []string{r.Reason}
+			}
 			return d
 		}
 		p.Pending, p.PendingWeight = NoPending, 0

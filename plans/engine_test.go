@@ -511,6 +511,29 @@ func TestDecide(t *testing.T) {
 				Blocked: "waiting for window: next tick 2026-11-25T09:00:00+01:00"},
 		},
 		{
+			name: "a move in flight is held, not dropped, while its cluster cannot be asked",
+			now:  at(t, loc, "2026-11-24 12:00"), service: "shop/db",
+			progress: map[string]Progress{"shop/db": func() Progress {
+				p := stepAt(1, 5, monday)
+				p.Pending, p.PendingWeight = 2, 25
+				return p
+			}()},
+			obs: func(m *Migration, o *Observations) {
+				o.Readiness["shop/db"] = Readiness{Unknown: true, Reason: "cluster eks: readiness unknown: connection refused"}
+			},
+			want: outcome{Action: ActionPromote, Step: 2, State: StateProgressing, Pending: 2,
+				Blocked: "move held in flight: cluster eks: readiness unknown: connection refused"},
+		},
+		{
+			name: "readiness that cannot be asked starts no move",
+			now:  tick, service: "shop/db",
+			obs: func(m *Migration, o *Observations) {
+				o.Readiness["shop/db"] = Readiness{Unknown: true, Reason: "connection refused"}
+			},
+			want: outcome{Action: ActionHold, Step: 0, State: StateHolding, Pending: -1,
+				Blocked: "backend on eks not ready: connection refused"},
+		},
+		{
 			name: "steps edited: the recorded weight maps to the highest step not above it",
 			now:  at(t, loc, "2026-11-24 12:00"), service: "shop/db",
 			edit: func(m *Migration) {

@@ -38,7 +38,7 @@ type Target interface {
 // ReadinessChecker is a Target that can tell whether a Service has ready
 // endpoints in a cluster.
 type ReadinessChecker interface {
-	Ready(ctx context.Context, cluster, namespace, service string) (bool, string)
+	Ready(ctx context.Context, cluster, namespace, service string) plans.Readiness
 }
 
 // Store is the durable progress the reconciler needs.
@@ -404,10 +404,8 @@ func (r *Reconciler) decide(ctx context.Context, repo *plans.Repository, defined
 		}
 		// Traffic only goes to a backend that exists and has ready
 		// endpoints (DESIGN.md invariant 1), on either side.
-		ok, why := rc.Ready(ctx, m.To, s.Namespace, s.Name)
-		obs.Readiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
-		ok, why = rc.Ready(ctx, m.From, s.Namespace, s.Name)
-		obs.FromReadiness[s.Ref()] = plans.Readiness{Ready: ok, Reason: why}
+		obs.Readiness[s.Ref()] = rc.Ready(ctx, m.To, s.Namespace, s.Name)
+		obs.FromReadiness[s.Ref()] = rc.Ready(ctx, m.From, s.Namespace, s.Name)
 	}
 	// A migration that has not started must pass preflight on every
 	// cluster first; until then nothing of it is applied and its services

@@ -651,16 +651,16 @@ func (a *Applier) ensureNamespace(ctx context.Context) error {
 // discovery.k8s.io/v1 EndpointSlices; when not, the reason says why. An
 // endpoint with ready unset is not counted: traffic only goes to
 // endpoints known to be ready.
-func (a *Applier) Ready(ctx context.Context, namespace, service string) (bool, string) {
+func (a *Applier) Readiness(ctx context.Context, namespace, service string) plans.Readiness {
 	err := a.call(ctx, func(ctx context.Context) error {
 		_, err := a.kube.CoreV1().Services(namespace).Get(ctx, service, metav1.GetOptions{})
 		return err
 	})
 	if apierrors.IsNotFound(err) {
-		return false, fmt.Sprintf("cluster %s: Service %s/%s does not exist", a.cluster, namespace, service)
+		return plans.Readiness{Reason: fmt.Sprintf("cluster %s: Service %s/%s does not exist", a.cluster, namespace, service)}
 	}
 	if err != nil {
-		return false, fmt.Sprintf("cluster %s: get Service %s/%s: %v", a.cluster, namespace, service, err)
+		return plans.Readiness{Unknown: true, Reason: fmt.Sprintf("cluster %s: readiness unknown: get Service %s/%s: %v", a.cluster, namespace, service, err)}
 	}
 	var ready, total int
 	err = a.call(ctx, func(ctx context.Context) error {
@@ -681,12 +681,19 @@ func (a *Applier) Ready(ctx context.Context, namespace, service string) (bool, s
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Sprintf("cluster %s: list EndpointSlices of Service %s/%s: %v", a.cluster, namespace, service, err)
+		return plans.Readiness{Unknown: true, Reason: fmt.Sprintf("cluster %s: readiness unknown: list EndpointSlices of Service %s/%s: %v", a.cluster, namespace, service, err)}
 	}
 	if ready == 0 {
-		return false, fmt.Sprintf("cluster %s: Service %s/%s has no ready endpoints (%d endpoints in its EndpointSlices)", a.cluster, namespace, service, total)
+		return plans.Readiness{Reason: fmt.Sprintf("cluster %s: Service %s/%s has no ready endpoints (%d endpoints in its EndpointSlices)", a.cluster, namespace, service, total)}
 	}
-	return true, fmt.Sprintf("cluster %s: Service %s/%s has %d ready endpoints", a.cluster, namespace, service, ready)
+	return plans.Readiness{Ready: true, Reason: fmt.Sprintf("cluster %s: Service %s/%s has %d ready endpoints", a.cluster, namespace, service, ready)}
+}
+
+// Ready reports whether namespace/service exists with ready endpoints, and
+// why not.
+func (a *Applier) Ready(ctx context.Context, namespace, service string) (bool, string) {
+	r := a.Readiness(ctx, namespace, service)
+	return r.Ready, r.Reason
 }
 
 // Diff is an object's live state and what applying it would make it.

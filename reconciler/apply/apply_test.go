@@ -525,7 +525,7 @@ func TestTargetAppliesEveryCluster(t *testing.T) {
 			}
 		}
 	}
-	if ok, why := tg.Ready(t.Context(), "elsewhere", "shop", "cart"); ok || !strings.Contains(why, "no API access") {
-		t.Errorf("unknown cluster: %v %q", ok, why)
+	if r := tg.Ready(t.Context(), "elsewhere", "shop", "cart"); r.Ready || r.Unknown || !strings.Contains(r.Reason, "no API access") {
+		t.Errorf("unknown cluster: %+v", r)
 	}
 }

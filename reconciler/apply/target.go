@@ -73,12 +73,12 @@ func NewTarget(appliers map[string]*Applier) *Target {
 func (t *Target) CheckReadiness() bool { return true }
 
 // Ready reports whether namespace/service has ready endpoints in cluster.
-func (t *Target) Ready(ctx context.Context, cluster, namespace, service string) (bool, string) {
+func (t *Target) Ready(ctx context.Context, cluster, namespace, service string) plans.Readiness {
 	a := t.applier(cluster)
 	if a == nil {
-		return false, fmt.Sprintf("cluster %s: no API access configured (no kubeconfig context): readiness cannot be checked", cluster)
+		return plans.Readiness{Reason: fmt.Sprintf("cluster %s: no API access configured (no kubeconfig context): readiness cannot be checked", cluster)}
 	}
-	return a.Ready(ctx, namespace, service)
+	return a.Readiness(ctx, namespace, service)
 }
 
 // Apply applies res to every cluster with an Applier, one inventory per
