@@ -195,10 +195,7 @@ func loadFiles(rf *repoFiles) (*Repository, error) {
 		return nil, errs
 	}
 
-	data := ctx.CompileString("{}")
-	for _, v := range values {
-		data = data.Unify(v)
-	}
+	data := unifyAll(ctx, values)
 	full := repoSchema.Unify(data)
 	for _, p := range policies {
 		full = full.Unify(p)
@@ -226,6 +223,26 @@ func loadFiles(rf *repoFiles) (*Repository, error) {
 	}
 	errs.sort()
 	return nil, errs.dedupe()
+}
+
+// unifyAll unifies vs pairwise, as a balanced tree: a left-deep chain of
+// Unify calls costs time quadratic in the number of files.
+func unifyAll(ctx *cue.Context, vs []cue.Value) cue.Value {
+	if len(vs) == 0 {
+		return ctx.CompileString("{}")
+	}
+	for len(vs) > 1 {
+		next := make([]cue.Value, 0, (len(vs)+1)/2)
+		for i := 0; i < len(vs); i += 2 {
+			if i+1 < len(vs) {
+				next = append(next, vs[i].Unify(vs[i+1]))
+			} else {
+				next = append(next, vs[i])
+			}
+		}
+		vs = next
+	}
+	return vs[0]
 }
 
 // repair returns the repository with the fields that have schema errors
