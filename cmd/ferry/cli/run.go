@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -58,6 +60,7 @@ type runOptions struct {
 	leaderElect       bool
 	events            bool
 	drain             time.Duration
+	memoryLimit       string
 	demo              bool
 	demoExample       string
 }
@@ -140,12 +143,16 @@ waves moving at once.`,
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "campaign for a Lease so that only one replica reconciles")
 	f.BoolVar(&o.events, "events", false, "post Kubernetes Events for promotions, holds and rollbacks in the home cluster (on by default with a home cluster)")
 	f.DurationVar(&o.drain, "drain", 30*time.Second, "on SIGINT/SIGTERM, how long the in-flight reconcile may go on before it is abandoned")
+	f.StringVar(&o.memoryLimit, "memory-limit", "80MiB", "soft memory limit of the Go runtime (as GOMEMLIMIT, which wins when set): loading a large plan collects garbage sooner instead of growing the resident set; 0 for none")
 	f.BoolVar(&o.demo, "demo", false, "run the bundled example with demo timings")
 	f.StringVar(&o.demoExample, "demo-example", "examples/linkerd-eks", "plan directory the demo repository is made from")
 	return cmd
 }
 
 func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
+	if err := setMemoryLimit(o.memoryLimit); err != nil {
+		return withCode(ExitUsage, err)
+	}
 	switch o.logFormat {
 	case "text":
 	case "json":
@@ -311,6 +318,22 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 		return withCode(ExitUsage, err)
 	}
 	fmt.Fprintln(g.Stderr, "ferry: stopped; progress is saved in", where)
+	return nil
+}
+
+// setMemoryLimit applies --memory-limit unless GOMEMLIMIT is set. The
+// peak of a daemon is loading a new commit (CUE evaluation makes garbage
+// fast); a soft limit makes the collector keep up there, at some CPU, and
+// costs nothing in the steady state, where the heap stays well below it.
+func setMemoryLimit(limit string) error {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); set || limit == "0" || limit == "" {
+		return nil
+	}
+	q, err := resource.ParseQuantity(strings.TrimSuffix(limit, "B"))
+	if err != nil {
+		return fmt.Errorf("--memory-limit %q: expected a size such as 80MiB: %v", limit, err)
+	}
+	debug.SetMemoryLimit(q.Value())
 	return nil
 }
 

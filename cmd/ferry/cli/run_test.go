@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -259,5 +260,29 @@ func TestRunPublishesToGit(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+}
+
+// TestRunMemoryLimit: --memory-limit sets the runtime's soft limit unless
+// GOMEMLIMIT is set, and a bad size is a usage error.
+func TestRunMemoryLimit(t *testing.T) {
+	before := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(before)
+	t.Setenv("GOMEMLIMIT", "1GiB") // the operator's setting wins
+	if err := setMemoryLimit("80MiB"); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("GOMEMLIMIT set, yet the limit changed to %d", got)
+	}
+	os.Unsetenv("GOMEMLIMIT")
+	if err := setMemoryLimit("80MiB"); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 80<<20 {
+		t.Errorf("limit %d, want %d", got, 80<<20)
+	}
+	if err := setMemoryLimit("lots"); err == nil || !strings.Contains(err.Error(), `--memory-limit "lots"`) {
+		t.Errorf("bad size: %v", err)
 	}
 }
