@@ -498,7 +498,9 @@ func (r *Reconciler) poll(ctx context.Context) {
 	snap, changed, err := r.cfg.Source.Poll(ctx)
 	if err != nil {
 		var refused *source.RefusedError
-		if !errors.As(err, &refused) {
+		if errors.As(err, &refused) {
+			r.cfg.Metrics.PlansStale()
+		} else {
 			r.cfg.Metrics.SourceError()
 		}
 		r.setErr(err)

@@ -131,6 +131,15 @@ func (m *Metrics) PlansRefused() {
 	m.planValid.Set(0)
 }
 
+// PlansStale records that the newest commit was refused by the source
+// itself (history rewritten, a bad signature): older plans stay in force.
+func (m *Metrics) PlansStale() {
+	if m == nil {
+		return
+	}
+	m.planValid.Set(0)
+}
+
 // SourceError records a failed poll.
 func (m *Metrics) SourceError() {
 	if m == nil {

@@ -209,6 +209,9 @@ func TestFaultSSAConflict(t *testing.T) {
 	}
 	out, _ := exec.Command(ferryBin, "status", "--plans", repo, "--state-dir", stateDir).CombinedOutput()
 	t.Logf("ferry status:\n%s", out)
+	if !strings.Contains(string(out), "last apply failed") || !strings.Contains(string(out), `conflict with "intruder"`) {
+		t.Errorf("ferry status does not say the apply fails on the conflict")
+	}
 	web := faultProgress(t, store, "m").Services["shop/web"]
 	t.Logf("web (no conflict) meanwhile: weight %d, pending %d", web.Weight, web.Pending)
 	if err := d.stop(); err != nil {

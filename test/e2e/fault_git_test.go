@@ -131,7 +131,9 @@ func TestFaultGitDownForcePushInvalidPlan(t *testing.T) {
 	time.Sleep(2 * time.Second) // several polls and reconciles after the refusal
 	faultReadyOn(t, d, good, "after the force-push")
 	faultUnchanged(t, env, before, "after the force-push")
-	t.Logf("after the refused force-push: %s", d.metric("ferry_plan_valid"))
+	if got := d.metric("ferry_plan_valid"); got != "ferry_plan_valid 0" {
+		t.Errorf("after the refused force-push: %q, want ferry_plan_valid 0 (older plans in force)", got)
+	}
 
 	// 3. The author puts the branch back on the commit in force and
 	// pushes a plan that fails validation on top of it.
@@ -139,10 +141,12 @@ func TestFaultGitDownForcePushInvalidPlan(t *testing.T) {
 	invalid := repo.Commit("broken steps", map[string]string{"plan.yaml": strings.Replace(daemonPlan("shop/cart, shop/web, shop/api"), "[0, 50, 100]", "[0, 100, 50]", 1)})
 	repo.Push(true)
 	pushed := time.Now()
-	waitFor(t, "ferry_plan_valid 0", 30*time.Second, func() bool { return d.metric("ferry_plan_valid") == "ferry_plan_valid 0" })
+	waitFor(t, "the invalid plan refused in the log", 30*time.Second, func() bool {
+		return strings.Contains(d.logs(), "steps[2]: 50 is not greater than the previous step 100")
+	})
 	t.Logf("invalid plan %s refused %s after the push", invalid[:8], time.Since(pushed).Round(time.Millisecond))
-	if !strings.Contains(d.logs(), "steps[2]: 50 is not greater than the previous step 100") {
-		t.Errorf("the log does not say why the invalid plan was refused")
+	if got := d.metric("ferry_plan_valid"); got != "ferry_plan_valid 0" {
+		t.Errorf("after the invalid plan: %q, want ferry_plan_valid 0", got)
 	}
 	time.Sleep(2 * time.Second)
 	faultReadyOn(t, d, good, "after the invalid plan")

@@ -265,9 +265,20 @@ func runDaemon(ctx context.Context, g *Globals, o runOptions) error {
 		OnReconcile: func(repo *plans.Repository, d map[string]plans.Plan) {
 			view.show(repo, d)
 		},
-		OnApply: func(error) {
+		OnApply: func(err error) {
 			if ct != nil {
 				reportChanges(context.Background(), ct.LastChanges(), m, drift, g.Logger)
+			}
+			// ferry status tells why moves stay pending.
+			msg := ""
+			if err != nil {
+				msg = err.Error()
+			}
+			if msg != mode.ApplyError {
+				mode.ApplyError, mode.ApplyAt = msg, time.Now()
+				if werr := writeDaemonInfo(o.stateDir, mode); werr != nil {
+					g.Logger.Warn("write daemon status", "error", werr)
+				}
 			}
 		},
 	}

@@ -140,6 +140,10 @@ type daemonInfo struct {
 	// Readiness says whether backends' endpoints are checked before
 	// traffic moves (not in directory mode).
 	Readiness bool `json:"readiness"`
+	// ApplyError is why the last apply failed (a conflict with another
+	// field manager, an unreachable cluster); empty once one succeeds.
+	ApplyError string    `json:"applyError,omitempty"`
+	ApplyAt    time.Time `json:"applyAt,omitzero"`
 }
 
 const daemonFile = "daemon.json"

@@ -303,6 +303,9 @@ without running gates and without writing anything.`,
 				if !d.Readiness {
 					fmt.Fprintln(g.Stdout, "note: in directory mode ferry cannot see the clusters: readiness of backends is not checked before traffic moves")
 				}
+				if d.ApplyError != "" {
+					fmt.Fprintf(g.Stdout, "last apply failed (%s), so moves in flight stay pending: %s\n", stamp(d.ApplyAt, now), d.ApplyError)
+				}
 				fmt.Fprintln(g.Stdout)
 			}
 			return withUsage(writeStatus(g.Stdout, output, out))
