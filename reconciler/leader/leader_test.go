@@ -2,11 +2,7 @@ package leader_test
 
 import (
 	"context"
-	"errors"
-	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +17,7 @@ import (
 
 	"github.com/ferry-dev/ferry/reconciler/leader"
 	"github.com/ferry-dev/ferry/test/cluster"
+	"github.com/ferry-dev/ferry/test/netcut"
 )
 
 // Short timings, so that a takeover takes seconds. The Lease records whole
@@ -136,11 +133,11 @@ func TestElection(t *testing.T) {
 	// stopped.
 	t.Run("network cut", func(t *testing.T) {
 		ns := namespace(t, home.Client, "netcut")
-		p := newProxy(t, home.Config.Host)
+		p := netcut.New(t, home.Config.Host)
 		cfg := rest.CopyConfig(home.Config)
-		cfg.Host = "https://" + p.addr()
+		cfg.Host = "https://" + p.Addr()
 		cfg.Timeout = 2 * time.Second
-		takeover(t, home.Client, ns, kubernetes.NewForConfigOrDie(cfg), p.cut)
+		takeover(t, home.Client, ns, kubernetes.NewForConfigOrDie(cfg), p.Cut)
 	})
 
 	// The leader's rights on Leases are revoked.
@@ -485,70 +482,4 @@ func leaseHolder(t *testing.T, client kubernetes.Interface, ns string) string {
 		return ""
 	}
 	return *l.Spec.HolderIdentity
-}
-
-// proxy forwards TCP connections to the API server until cut, which closes
-// the listener and every connection: a replica's network partition.
-type proxy struct {
-	l      net.Listener
-	mu     sync.Mutex
-	cs     []net.Conn
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target = u.Host
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{l: l}
-	p.wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				t.Errorf("proxy: %v", err)
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.cs = append(p.cs, c, u)
-			if p.closed {
-				c.Close()
-				u.Close()
-			}
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(u, c); u.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(c, u); c.Close() })
-		}
-	})
-	t.Cleanup(func() {
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *proxy) addr() string { return p.l.Addr().String() }
-
-func (p *proxy) cut() {
-	if err := p.l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		panic(err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, c := range p.cs {
-		c.Close()
-	}
 }

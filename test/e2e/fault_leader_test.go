@@ -1,11 +1,7 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -20,6 +16,7 @@ import (
 
 	"github.com/ferry-dev/ferry/reconciler/state"
 	"github.com/ferry-dev/ferry/test/cluster"
+	"github.com/ferry-dev/ferry/test/netcut"
 )
 
 // TestFaultLeaderPartition runs two replicas of the daemon with leader
@@ -51,12 +48,12 @@ func TestFaultLeaderPartition(t *testing.T) {
 	wa, wb := watchFault(t, env, "a", 10), watchFault(t, env, "b", 10)
 
 	// Replica 1 reaches a through the proxy.
-	p := newCutProxy(t, env.Clusters["a"].Config.Host)
+	p := netcut.New(t, env.Clusters["a"].Config.Host)
 	kc, err := clientcmd.LoadFromFile(env.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc.Clusters["a"].Server = "https://" + p.addr()
+	kc.Clusters["a"].Server = "https://" + p.Addr()
 	proxied := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := clientcmd.WriteToFile(*kc, proxied); err != nil {
 		t.Fatal(err)
@@ -79,7 +76,7 @@ func TestFaultLeaderPartition(t *testing.T) {
 		t.Fatalf("replica 2 leads or wrote before the cut")
 	}
 	cut := time.Now()
-	p.cut()
+	p.Cut()
 	waitFor(t, "replica 2 takes over", 60*time.Second, func() bool { return mon.leaderOf(1) == 1 })
 	t.Logf("replica 2 leads %s after the cut", time.Since(cut).Round(time.Millisecond))
 	waitFor(t, "every service at 100% on both clusters under replica 2", 60*time.Second, func() bool {
@@ -278,69 +275,4 @@ func faultSumMetric(body, name string) float64 {
 		}
 	}
 	return sum
-}
-
-// cutProxy forwards TCP connections to an API server until cut, which
-// closes the listener and every connection: a replica's network
-// partition (as reconciler/leader's tests do).
-type cutProxy struct {
-	l      net.Listener
-	mu     sync.Mutex
-	cs     []net.Conn
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{l: l}
-	p.wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", u.Host)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.cs = append(p.cs, c, up)
-			if p.closed {
-				c.Close()
-				up.Close()
-			}
-			p.mu.Unlock()
-			p.wg.Go(func() { _, _ = io.Copy(up, c); up.Close() })
-			p.wg.Go(func() { _, _ = io.Copy(c, up); c.Close() })
-		}
-	})
-	t.Cleanup(func() {
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *cutProxy) addr() string { return p.l.Addr().String() }
-
-func (p *cutProxy) cut() {
-	if err := p.l.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		panic(err)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.closed = true
-	for _, c := range p.cs {
-		c.Close()
-	}
 }
