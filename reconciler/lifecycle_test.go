@@ -12,6 +12,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ferry-dev/ferry/plans"
@@ -426,5 +427,48 @@ func TestRemovalSurvivesRestart(t *testing.T) {
 				t.Errorf("cluster %s: split %s still exists after its traffic went back", cl, svc)
 			}
 		}
+	}
+}
+
+// TestConflictHoldsOnlyItsMigration: another field manager takes the
+// weights of one migration's split; that migration's move stays pending
+// (ferry does not take the field back), while the other migration's moves
+// in the same reconcile complete.
+func TestConflictHoldsOnlyItsMigration(t *testing.T) {
+	env := cluster.StartT(t, "a", "b")
+	fixtures(t, env, []string{"a", "b"}, "cart", "web", "api")
+	_, src, store := newLoop(t, twoMigrations)
+	l := newClusterLoop(t, store, src, clusterTarget(t, env, "a", "b"), nil)
+	l.tick(1)
+	intruder := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "split.smi-spec.io/v1alpha2", "kind": "TrafficSplit",
+		"metadata": map[string]any{"name": "cart", "namespace": "shop"},
+		"spec": map[string]any{"service": "cart", "backends": []any{
+			map[string]any{"service": "cart-local", "weight": int64(80)},
+			map[string]any{"service": "cart-local-b", "weight": int64(20)},
+		}},
+	}}
+	if _, err := env.Clusters["a"].Dynamic.Resource(cluster.TrafficSplits).Namespace("shop").Apply(t.Context(), "cart", intruder, metav1.ApplyOptions{FieldManager: "intruder", Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		err := l.r.Reconcile(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "conflict") {
+			t.Fatalf("reconcile with a conflicting field manager: %v, want the conflict reported", err)
+		}
+		l.now = l.now.Add(10 * time.Second)
+	}
+	m, _ := store.Load(t.Context(), "m")
+	if p := m.Services["shop/cart"]; p.Weight != 50 || p.Pending == plans.NoPending {
+		t.Errorf("cart: weight %d, pending %d; want its move to 100 pending at 50", p.Weight, p.Pending)
+	}
+	n, _ := store.Load(t.Context(), "n")
+	for _, svc := range []string{"shop/web", "shop/api"} {
+		if p := n.Services[svc]; p.Weight != 100 {
+			t.Errorf("%s of migration n: weight %d, want 100: another migration's conflict must not hold it", svc, p.Weight)
+		}
+	}
+	if w := toWeight(t, env, "a", "cart"); w != 20 {
+		t.Errorf("cart's split gives b %d%%: ferry took the intruder's weights back", w)
 	}
 }

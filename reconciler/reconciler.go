@@ -49,6 +49,12 @@ type Store interface {
 	Migrations(ctx context.Context) ([]string, error)
 }
 
+// PartialFailer is a Target that, after an Apply that failed, can tell
+// whether it failed for a migration.
+type PartialFailer interface {
+	Failed(migration string) bool
+}
+
 // Preflighter is a Target that can check, before a migration's first
 // step, that every cluster can take what ferry renders for it. It returns
 // the failed checks in words.
@@ -314,11 +320,22 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 	if r.cfg.OnApply != nil {
 		r.cfg.OnApply(err)
 	}
+	// A target that can tell which migrations failed lets the others'
+	// moves complete: one migration's conflict does not hold another.
+	var failed func(string) bool
 	if err != nil {
-		return fmt.Errorf("apply %s: %w", rev, err)
+		pf, ok := r.cfg.Target.(PartialFailer)
+		if !ok {
+			return fmt.Errorf("apply %s: %w", rev, err)
+		}
+		failed = pf.Failed
 	}
-	// Every target holds the new steps: the moves are done.
+	// Every cluster holds the new steps of these migrations: their moves
+	// are done.
 	for _, m := range repo.Migrations {
+		if failed != nil && failed(m.Name) {
+			continue
+		}
 		snap := before[m.Name]
 		changed := false
 		for ref, p := range snap.Services {
@@ -340,6 +357,13 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 				d.Progress = p
 			}
 		}
+	}
+	if err != nil {
+		// Some migrations failed: no retirement, and the error is reported.
+		for _, m := range repo.Migrations {
+			r.cfg.Metrics.Progress(m, decisions[m.Name])
+		}
+		return fmt.Errorf("apply %s: %w", rev, err)
 	}
 	r.retire(ctx, gone)
 	for _, m := range repo.Migrations {

@@ -31,6 +31,7 @@ type Target struct {
 
 	mu     sync.Mutex
 	last   map[string]map[string]ChangeSet
+	failed map[string]bool   // migrations the last Apply failed for, on any cluster
 	routes map[string]string // plan cluster -> applier; nil: by name
 }
 
@@ -85,10 +86,11 @@ func (t *Target) Ready(ctx context.Context, cluster, namespace, service string) 
 // migration, and returns every failure joined.
 func (t *Target) Apply(ctx context.Context, res *renderer.Result) error {
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		last = map[string]map[string]ChangeSet{}
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		errs   []error
+		last   = map[string]map[string]ChangeSet{}
+		failed = map[string]bool{}
 	)
 	sem := make(chan struct{}, MaxParallelClusters)
 	for _, out := range res.Clusters {
@@ -119,6 +121,9 @@ func (t *Target) Apply(ctx context.Context, res *renderer.Result) error {
 				sets[m] = cs
 				if err != nil {
 					cerrs = append(cerrs, fmt.Errorf("migration %s: %w", m, err))
+					mu.Lock()
+					failed[m] = true
+					mu.Unlock()
 				}
 			}
 			mu.Lock()
@@ -129,9 +134,18 @@ func (t *Target) Apply(ctx context.Context, res *renderer.Result) error {
 	}
 	wg.Wait()
 	t.mu.Lock()
-	t.last = last
+	t.last, t.failed = last, failed
 	t.mu.Unlock()
 	return errors.Join(errs...)
+}
+
+// Failed reports, after an Apply that returned an error, whether it failed
+// for migration on any cluster. Objects of the user's overlays belong to
+// no migration: when they failed, every migration counts as failed.
+func (t *Target) Failed(migration string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failed[migration] || t.failed[OverlayInventory]
 }
 
 // LastChanges returns the change sets of the last Apply by cluster and
