@@ -358,17 +358,14 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 			}
 		}
 	}
-	if err != nil {
-		// Some migrations failed: no retirement, and the error is reported.
-		for _, m := range repo.Migrations {
-			r.cfg.Metrics.Progress(m, decisions[m.Name])
-		}
-		return fmt.Errorf("apply %s: %w", rev, err)
-	}
-	r.retire(ctx, gone)
 	for _, m := range repo.Migrations {
 		r.cfg.Metrics.Progress(m, decisions[m.Name])
 	}
+	if err != nil {
+		// Some migrations failed: no retirement, and the error is reported.
+		return fmt.Errorf("apply %s: %w", rev, err)
+	}
+	r.retire(ctx, gone)
 	if r.cfg.OnReconcile != nil {
 		r.cfg.OnReconcile(repo, decisions)
 	}
@@ -421,8 +418,9 @@ func (r *Reconciler) decide(ctx context.Context, repo *plans.Repository, defined
 	}
 	obs := plans.Observations{Readiness: map[string]plans.Readiness{}, FromReadiness: map[string]plans.Readiness{}}
 	rc, canCheck := r.cfg.Target.(ReadinessChecker)
+	canCheck = canCheck && r.cfg.Target.CheckReadiness()
 	for _, s := range m.Services() {
-		if !r.cfg.Target.CheckReadiness() || !canCheck {
+		if !canCheck {
 			obs.Readiness[s.Ref()] = plans.Readiness{Ready: true, Reason: "not checked: directory target"}
 			continue
 		}
@@ -560,10 +558,7 @@ func (r *Reconciler) poll(ctx context.Context) {
 		r.setErr(err)
 		return
 	}
-	r.remember(repo)
-	for name, c := range repo.Clusters {
-		r.clusters[name] = c
-	}
+	r.remember(repo, false)
 	if r.cfg.OnPlans != nil {
 		r.cfg.OnPlans(repo)
 	}

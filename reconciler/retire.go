@@ -15,18 +15,28 @@ type Retirer interface {
 	Retire(ctx context.Context, migration string) error
 }
 
-// remember records the definitions of a commit's migrations and services,
-// so that what a later commit removes while traffic still flows to it can
-// be sent back to 0% before its objects go (traffic first, exports last).
-func (r *Reconciler) remember(repo *plans.Repository) {
+// remember records the definitions of a commit's clusters, migrations and
+// services, so that what a later commit removes while traffic still flows
+// to it can be sent back to 0% before its objects go (traffic first,
+// exports last). With keep, definitions already known win (an older
+// commit read after a restart fills only the gaps).
+func (r *Reconciler) remember(repo *plans.Repository, keep bool) {
 	r.defsMu.Lock()
 	defer r.defsMu.Unlock()
 	for _, m := range repo.Migrations {
-		r.defs[m.Name] = m
-		for _, w := range m.Waves {
-			for _, s := range w.Services {
-				r.svcDefs[plans.ServiceID{Migration: m.Name, Service: s.Ref()}] = s
+		if !keep || r.defs[m.Name] == nil {
+			r.defs[m.Name] = m
+		}
+		for _, s := range m.Services() {
+			id := plans.ServiceID{Migration: m.Name, Service: s.Ref()}
+			if !keep || r.svcDefs[id] == nil {
+				r.svcDefs[id] = s
 			}
+		}
+	}
+	for name, c := range repo.Clusters {
+		if !keep || r.clusters[name] == nil {
+			r.clusters[name] = c
 		}
 	}
 }
@@ -63,24 +73,7 @@ func (r *Reconciler) recall(rev string) {
 	if r.cfg.Tweak != nil {
 		r.cfg.Tweak(repo)
 	}
-	r.defsMu.Lock()
-	defer r.defsMu.Unlock()
-	for _, m := range repo.Migrations {
-		if r.defs[m.Name] == nil {
-			r.defs[m.Name] = m
-		}
-		for _, s := range m.Services() {
-			id := plans.ServiceID{Migration: m.Name, Service: s.Ref()}
-			if r.svcDefs[id] == nil {
-				r.svcDefs[id] = s
-			}
-		}
-	}
-	for name, c := range repo.Clusters {
-		if r.clusters[name] == nil {
-			r.clusters[name] = c
-		}
-	}
+	r.remember(repo, true)
 }
 
 // carrying reports whether p still routes, or is about to route, traffic.
@@ -120,13 +113,7 @@ func (r *Reconciler) withRemoved(m *plans.Migration, progress map[string]plans.P
 		return m
 	}
 	slices.SortFunc(add, func(a, b *plans.Service) int { return cmpString(a.Ref(), b.Ref()) })
-	cp := *m
-	cp.Waves = nil
-	for _, w := range m.Waves {
-		wc := *w
-		wc.Services = slices.Clone(w.Services)
-		cp.Waves = append(cp.Waves, &wc)
-	}
+	cp := cloneWaves(m)
 	for _, s := range add {
 		w := cp.Wave(s.Wave)
 		if w == nil {
@@ -134,6 +121,19 @@ func (r *Reconciler) withRemoved(m *plans.Migration, progress map[string]plans.P
 			cp.Waves = append(cp.Waves, w)
 		}
 		w.Services = append(w.Services, s)
+	}
+	return cp
+}
+
+// cloneWaves returns a copy of m whose waves and their service lists can
+// be added to without touching m, which the plans in force share.
+func cloneWaves(m *plans.Migration) *plans.Migration {
+	cp := *m
+	cp.Waves = nil
+	for _, w := range m.Waves {
+		wc := *w
+		wc.Services = slices.Clone(w.Services)
+		cp.Waves = append(cp.Waves, &wc)
 	}
 	return &cp
 }

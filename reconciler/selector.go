@@ -23,13 +23,7 @@ func (r *Reconciler) withSelected(ctx context.Context, m *plans.Migration) (*pla
 	if !ok || !slices.ContainsFunc(m.Waves, func(w *plans.Wave) bool { return w.Selector != nil }) {
 		return m, nil
 	}
-	cp := *m
-	cp.Waves = nil
-	for _, w := range m.Waves {
-		wc := *w
-		wc.Services = slices.Clone(w.Services)
-		cp.Waves = append(cp.Waves, &wc)
-	}
+	cp := cloneWaves(m)
 	for _, w := range cp.Waves {
 		if w.Selector == nil {
 			continue
@@ -49,5 +43,5 @@ func (r *Reconciler) withSelected(ctx context.Context, m *plans.Migration) (*pla
 			r.defsMu.Unlock()
 		}
 	}
-	return &cp, nil
+	return cp, nil
 }
