@@ -1,7 +1,6 @@
 package reconciler_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -49,14 +48,7 @@ func clusterTarget(t *testing.T, env *cluster.Env, names ...string) *apply.Targe
 // gives b, the migration's `to` side; -1 when there is no split.
 func toWeight(t testing.TB, env *cluster.Env, cl, svc string) int64 {
 	t.Helper()
-	w, found, err := env.ToWeight(context.Background(), cl, "b", "shop", svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !found {
-		return -1
-	}
-	return w
+	return env.MustToWeight(t, cl, "b", "shop", svc)
 }
 
 // loop is a reconciler on a fake clock that moves 10 s per Reconcile.

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,4 +54,18 @@ func (e *Env) ToWeight(ctx context.Context, cluster, to, ns, name string) (w int
 	}
 	w, err = SplitToWeight(ts, cluster, to)
 	return w, err == nil, err
+}
+
+// MustToWeight is ToWeight for tests: -1 when there is no split, and a
+// failed read (or weights not summing to 100) fails t.
+func (e *Env) MustToWeight(t testing.TB, cluster, to, ns, name string) int64 {
+	t.Helper()
+	w, found, err := e.ToWeight(context.Background(), cluster, to, ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !found {
+		return -1
+	}
+	return w
 }

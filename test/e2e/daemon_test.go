@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -165,14 +164,7 @@ func waitFor(t testing.TB, what string, within time.Duration, ok func() bool) {
 // gives b, the migration's `to` side; -1 when there is no split.
 func toWeight(t testing.TB, env *cluster.Env, cl, svc string) int64 {
 	t.Helper()
-	w, found, err := env.ToWeight(context.Background(), cl, "b", "shop", svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !found {
-		return -1
-	}
-	return w
+	return env.MustToWeight(t, cl, "b", "shop", svc)
 }
 
 // resourceVersions lists the resourceVersion of every object ferry
